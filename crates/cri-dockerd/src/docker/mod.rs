@@ -1,0 +1,21 @@
+//! The Docker adapter (the Go `libdocker/`): the only module that imports `bollard`.
+//!
+//! [`DockerApi`] is the trait the domain layer calls; [`DockerClient`] implements it over a real
+//! Docker Engine, connecting lazily and negotiating the API version on first contact (and again
+//! after dockerd comes back), so cri-dockerd starts and reports `RuntimeReady=false` while dockerd
+//! is down. Errors are classified here, from the HTTP status, into [`Error`].
+
+mod client;
+mod error;
+pub mod image;
+pub mod system;
+
+pub use client::DockerClient;
+pub use error::{Error, Result};
+pub use image::{ImageApi, ImageInfo, PullAuth};
+pub use system::{DaemonInfo, SystemApi, VersionInfo};
+
+/// Everything the domain layer needs from Docker.
+pub trait DockerApi: SystemApi + ImageApi + Send + Sync + 'static {}
+
+impl<T: SystemApi + ImageApi + Send + Sync + 'static> DockerApi for T {}

@@ -1,0 +1,1 @@
+//! Checkpoints: per-sandbox state under `--cri-dockerd-root-directory`, written atomically.

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Prepare this machine for cri-dockerd's tests (Debian 12): install what is missing, start dockerd,
+# build the test images offline and run the local registries. Idempotent and quick on re-run.
+#
+#   scripts/test-env.sh          # everything
+#   SKIP_APT=1 scripts/test-env.sh   # do not touch apt
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+log() { printf 'test-env: %s\n' "$*" >&2; }
+
+# --- packages ----------------------------------------------------------------------------------
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have dockerd || need_pkgs+=(docker.io)
+have docker || need_pkgs+=(docker.io)
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+have docker-registry || need_pkgs+=(docker-registry)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+have protoc || need_pkgs+=(protobuf-compiler)
+have htpasswd || need_pkgs+=(apache2-utils)
+have gcc || need_pkgs+=(gcc libc6-dev)
+have ip || need_pkgs+=(iproute2)
+have iptables || need_pkgs+=(iptables)
+if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_APT:-}" ]; then
+  log "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- dockerd -----------------------------------------------------------------------------------
+if ! docker version >/dev/null 2>&1; then
+  log "starting dockerd"
+  if have systemctl && systemctl start docker 2>/dev/null; then :; else
+    nohup dockerd >/var/log/dockerd-test-env.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  docker version >/dev/null 2>&1 || { log "dockerd did not come up"; exit 1; }
+fi
+
+# --- images ------------------------------------------------------------------------------------
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+busybox_rootfs() {
+  local root=$work/rootfs
+  [ -d "$root" ] && { echo "$root"; return; }
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,home,var/www}
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+  done
+  chmod 1777 "$root/tmp"
+  cat >"$root/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/home:/bin/false
+tester:x:1234:5678:tester:/home:/bin/sh
+P
+  cat >"$root/etc/group" <<'G'
+root:x:0:
+nogroup:x:65534:
+testers:x:5678:tester
+extra:x:4000:tester
+G
+  echo "hello from cri-dockerd-test" >"$root/var/www/index.html"
+  echo "$root"
+}
+
+import_image() { # name, then --change arguments
+  local name=$1; shift
+  image_exists "$name" && return 0
+  local root; root=$(busybox_rootfs)
+  local changes=()
+  for c in "$@"; do changes+=(--change "$c"); done
+  tar -C "$root" -c . | docker import "${changes[@]}" - "$name" >/dev/null
+  log "built $name"
+}
+
+import_image cri-dockerd-test/busybox:latest 'CMD ["sh"]'
+import_image cri-dockerd-test/user-uid:latest 'CMD ["sh"]' 'USER 1234:5678'
+import_image cri-dockerd-test/user-name:latest 'CMD ["sh"]' 'USER nobody'
+import_image cri-dockerd-test/multi:a 'CMD ["sh"]' 'LABEL multi=1'
+image_exists cri-dockerd-test/multi:b || docker tag cri-dockerd-test/multi:a cri-dockerd-test/multi:b
+image_exists cri-dockerd-test/multi:c || docker tag cri-dockerd-test/multi:a cri-dockerd-test/multi:c
+
+if ! image_exists cri-dockerd-test/pause:latest; then
+  mkdir -p "$work/pause"
+  gcc -static -Os -s -o "$work/pause/pause" "$here/images/pause/pause.c"
+  tar -C "$work/pause" -c pause | docker import --change 'ENTRYPOINT ["/pause"]' - cri-dockerd-test/pause:latest >/dev/null
+  log "built cri-dockerd-test/pause:latest"
+fi
+
+# --- registries ---------------------------------------------------------------------------------
+# (see below)
+
+log "ready"

@@ -6,16 +6,21 @@
 //! is down. Errors are classified here, from the HTTP status, into [`Error`].
 
 mod client;
+pub mod container;
 mod error;
 pub mod image;
 pub mod system;
 
 pub use client::DockerClient;
+pub use container::{
+    ContainerApi, ContainerInfo, ContainerSpec, ContainerState, ContainerSummary, DeviceSpec,
+    HostSpec, ListFilter, LogConfig, MountInfo, MountSpec, PortBinding, Propagation, ResourceSpec,
+};
 pub use error::{Error, Result};
 pub use image::{ImageApi, ImageInfo, PullAuth};
 pub use system::{DaemonInfo, SystemApi, VersionInfo};
 
 /// Everything the domain layer needs from Docker.
-pub trait DockerApi: SystemApi + ImageApi + Send + Sync + 'static {}
+pub trait DockerApi: SystemApi + ImageApi + ContainerApi + Send + Sync + 'static {}
 
-impl<T: SystemApi + ImageApi + Send + Sync + 'static> DockerApi for T {}
+impl<T: SystemApi + ImageApi + ContainerApi + Send + Sync + 'static> DockerApi for T {}

@@ -2,8 +2,10 @@
 //! network plugin and the checkpoint store. Uses the CRI v1 message types; v1alpha2 is converted
 //! in the server layer.
 
+pub mod convert;
 mod error;
 pub mod image;
+pub mod logs;
 pub mod runtime_info;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use super::Result;
 use crate::docker::ContainerSpec;
 
 /// What the translation needs to know about the pod the container joins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SandboxContext {
     /// Docker ID of the sandbox (pause) container, whose namespaces the container joins.
     pub sandbox_id: String,

@@ -72,3 +72,42 @@ pub fn container_spec(
     spec.host.runtime = sandbox.runtime.clone();
     Ok(spec)
 }
+
+/// Translate a `PodSandboxConfig` into the Docker create spec of its pause container, named
+/// `name` with `labels` (computed by the caller), running `image`.
+pub fn sandbox_spec(
+    cfg: &cri::PodSandboxConfig,
+    name: &str,
+    image: &str,
+    labels: HashMap<String, String>,
+    runtime: &str,
+    host: &HostContext,
+) -> Result<ContainerSpec> {
+    let linux = cfg.linux.as_ref();
+    let ns = linux
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let host_network = ns.is_some_and(|n| n.network == cri::NamespaceMode::Node as i32);
+    let mut spec = ContainerSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        labels,
+        hostname: if host_network {
+            String::new()
+        } else {
+            cfg.hostname.clone()
+        },
+        ..Default::default()
+    };
+    spec.host.network_mode = if host_network {
+        "host".into()
+    } else {
+        "none".into()
+    };
+    spec.host.ipc_mode = "shareable".into();
+    spec.host.cgroup_parent = linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default();
+    spec.host.runtime = runtime.to_string();
+    let wanted = -998;
+    spec.host.oom_score_adj = Some(host.min_oom_score_adj.map_or(wanted, |min| wanted.max(min)));
+    Ok(spec)
+}

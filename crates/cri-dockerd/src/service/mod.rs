@@ -2,6 +2,7 @@
 //! network plugin and the checkpoint store. Uses the CRI v1 message types; v1alpha2 is converted
 //! in the server layer.
 
+pub mod cgroup;
 pub mod convert;
 mod error;
 pub mod host;

@@ -632,3 +632,117 @@ async fn restart_recovery_keeps_state_and_cleans_half_created() {
     }
     assert!(uid_ps(&uid).is_empty());
 }
+
+#[tokio::test]
+async fn failed_start_leaves_nothing_behind() {
+    require_docker!();
+    let (uid_a, uid_b) = (unique(), format!("b{}", unique()));
+    let _ca = PodCleanup(uid_a.clone());
+    let _cb = PodCleanup(uid_b.clone());
+    let d = Daemon::start(&["--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    // Two pods publishing the same host port on Docker's bridge: the second start fails.
+    let port = 20000 + (std::process::id() % 20000) as i32;
+    let mapping = cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 80,
+        host_port: port,
+        host_ip: "127.0.0.1".into(),
+    };
+    let mut a = pod_config(&uid_a, &d.dir.path().join("pods"));
+    a.port_mappings = vec![mapping.clone()];
+    let id_a = run(&mut rt, &a).await;
+    let bound = common::docker(&["port", &id_a]);
+    assert!(bound.contains(&format!("127.0.0.1:{port}")), "{bound}");
+    let mut b = pod_config(&uid_b, &d.dir.path().join("pods"));
+    b.port_mappings = vec![mapping];
+    let e = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(b),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Unknown);
+    assert!(
+        e.message().contains("starting the pod sandbox"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        e.message().contains("allocated") || e.message().contains("address already in use"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        uid_ps(&uid_b).is_empty(),
+        "the failed sandbox must be removed"
+    );
+    let checkpoints: Vec<_> = std::fs::read_dir(d.root().join("sandbox"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(checkpoints, vec![std::ffi::OsString::from(&id_a)]);
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id_a,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn missing_pause_image_is_an_error_and_leaves_nothing() {
+    require_docker!();
+    let uid = unique();
+    let _cleanup = PodCleanup(uid.clone());
+    let image = format!("--pod-infra-container-image=127.0.0.1:9/absent-{uid}:none");
+    let d = Daemon::start(&[&image]).await;
+    let mut rt = d.runtime().await;
+    let e = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config(&uid, &d.dir.path().join("pods"))),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Ok);
+    assert_ne!(e.code(), Code::Unknown);
+    assert!(e.message().contains("pulling image"), "{}", e.message());
+    assert!(uid_ps(&uid).is_empty());
+}
+
+#[tokio::test]
+async fn name_held_by_a_leftover_container_is_recovered() {
+    require_docker!();
+    let uid = unique();
+    let _cleanup = PodCleanup(uid.clone());
+    let d = Daemon::start(&[]).await;
+    let mut rt = d.runtime().await;
+    let cfg = pod_config(&uid, &d.dir.path().join("pods"));
+    // A stopped leftover holding the exact name (labelled so the cleanup guard finds it).
+    let leftover = common::docker(&[
+        "create",
+        "--name",
+        &format!("k8s_POD_pod-{uid}_sbtest_{uid}_1"),
+        "--label",
+        &format!("io.kubernetes.pod.uid={uid}"),
+        "--network",
+        "none",
+        "cri-dockerd-test/pause:latest",
+    ]);
+    let id = run(&mut rt, &cfg).await;
+    assert_ne!(id, leftover);
+    assert!(
+        !common::docker_try(&["inspect", &leftover]).0,
+        "leftover removed"
+    );
+    assert_eq!(
+        common::docker(&["inspect", "--format", "{{.Name}}", &id]),
+        format!("/k8s_POD_pod-{uid}_sbtest_{uid}_1")
+    );
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
+    assert!(uid_ps(&uid).is_empty());
+}

@@ -232,7 +232,7 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
         list(
             &mut rt,
             cri::PodSandboxFilter {
-                state: ready.clone(),
+                state: ready,
                 label_selector: by_uid(&uid),
                 ..Default::default()
             }
@@ -245,7 +245,7 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
         list(
             &mut rt,
             cri::PodSandboxFilter {
-                state: notready.clone(),
+                state: notready,
                 label_selector: by_uid(&uid),
                 ..Default::default()
             }

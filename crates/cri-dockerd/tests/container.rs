@@ -578,6 +578,10 @@ async fn containers_share_the_pod_network_and_ipc() {
     for kind in ["net", "ipc"] {
         assert_eq!(ns(&x, kind), ns(&y, kind), "{kind}");
     }
+    // The pod's hostname, seen from inside both containers.
+    for id in [&x, &y] {
+        assert_eq!(common::docker(&["exec", id, "hostname"]), "podhost");
+    }
     // Shared /dev/shm through IPC: a file written by one is seen by the other.
     common::docker(&["exec", &x, "sh", "-c", "echo shared > /dev/shm/marker"]);
     assert_eq!(

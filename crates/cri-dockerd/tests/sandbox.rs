@@ -746,3 +746,50 @@ async fn name_held_by_a_leftover_container_is_recovered() {
         .unwrap();
     assert!(uid_ps(&uid).is_empty());
 }
+
+#[tokio::test]
+async fn v1alpha2_sandbox_round_trip() {
+    use k8s_cri::v1alpha2 as alpha;
+    require_docker!();
+    let uid = unique();
+    let _cleanup = PodCleanup(uid.clone());
+    let d = Daemon::start(&[]).await;
+    let mut rt = d.runtime_alpha().await;
+    let cfg = alpha::PodSandboxConfig {
+        metadata: Some(alpha::PodSandboxMetadata {
+            name: format!("alpha-{uid}"),
+            namespace: "sbtest".into(),
+            uid: uid.clone(),
+            attempt: 0,
+        }),
+        labels: by_uid(&uid),
+        ..Default::default()
+    };
+    let id = rt
+        .run_pod_sandbox(alpha::RunPodSandboxRequest {
+            config: Some(cfg),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let items = rt
+        .list_pod_sandbox(alpha::ListPodSandboxRequest {
+            filter: Some(alpha::PodSandboxFilter {
+                label_selector: by_uid(&uid),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].id, id);
+    assert_eq!(items[0].state, alpha::PodSandboxState::SandboxReady as i32);
+    rt.remove_pod_sandbox(alpha::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
+    assert!(uid_ps(&uid).is_empty());
+}

@@ -265,8 +265,13 @@ impl ContainerApi for DockerClient {
             t: Some(t),
             signal: None,
         };
+        // The stop itself may take `timeout`: give the HTTP request that much more time than
+        // the client's default, or long grace periods would fail with a client timeout.
         match self
-            .call(|d| async move { d.stop_container(id, Some(options)).await })
+            .call(|d| async move {
+                let wait = d.timeout().max(timeout + Duration::from_secs(30));
+                d.with_timeout(wait).stop_container(id, Some(options)).await
+            })
             .await
         {
             // 304 Not Modified: already stopped.

@@ -83,7 +83,12 @@ impl Runtime {
                         "this host refuses lower oom_score_adj values (CAP_SYS_RESOURCE missing?); clamping requests to {min}"
                     );
                 }
-                self.recover().await?;
+                // Recovery is best effort: only an unreachable dockerd postpones start-up.
+                match self.recover().await {
+                    Err(e @ Error::Unavailable(_)) => return Err(e),
+                    Err(e) => tracing::warn!("start-up recovery incomplete: {e}"),
+                    Ok(()) => {}
+                }
                 Ok::<_, Error>(host)
             })
             .await

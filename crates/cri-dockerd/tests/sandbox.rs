@@ -793,3 +793,25 @@ async fn v1alpha2_sandbox_round_trip() {
         .unwrap();
     assert!(uid_ps(&uid).is_empty());
 }
+
+#[tokio::test]
+async fn failed_checkpoint_write_removes_the_container() {
+    require_docker!();
+    let uid = unique();
+    let _cleanup = PodCleanup(uid.clone());
+    let d = Daemon::start(&[]).await;
+    // The checkpoint directory cannot be created: a regular file is in the way.
+    std::fs::create_dir_all(d.root()).unwrap();
+    std::fs::write(d.root().join("sandbox"), b"not a directory").unwrap();
+    let mut rt = d.runtime().await;
+    let e = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config(&uid, &d.dir.path().join("pods"))),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Internal, "{}", e.message());
+    assert!(e.message().contains("checkpoint"), "{}", e.message());
+    assert!(uid_ps(&uid).is_empty(), "the container must be removed");
+}

@@ -60,6 +60,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let config = Arc::new(config);
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
+        runtime.spawn_startup();
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
             .with_context(|| format!("listening on {:?}", config.cri_endpoint))?;

@@ -33,93 +33,129 @@ impl RuntimeService for RuntimeV1 {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<cri::RunPodSandboxRequest>,
+        req: Request<cri::RunPodSandboxRequest>,
     ) -> Res<cri::RunPodSandboxResponse> {
-        unimplemented("RunPodSandbox")
+        let pod_sandbox_id = self.rt.run_pod_sandbox(&req.into_inner()).await?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<cri::StopPodSandboxRequest>,
+        req: Request<cri::StopPodSandboxRequest>,
     ) -> Res<cri::StopPodSandboxResponse> {
-        unimplemented("StopPodSandbox")
+        self.rt
+            .stop_pod_sandbox(&req.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<cri::RemovePodSandboxRequest>,
+        req: Request<cri::RemovePodSandboxRequest>,
     ) -> Res<cri::RemovePodSandboxResponse> {
-        unimplemented("RemovePodSandbox")
+        self.rt
+            .remove_pod_sandbox(&req.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<cri::PodSandboxStatusRequest>,
+        req: Request<cri::PodSandboxStatusRequest>,
     ) -> Res<cri::PodSandboxStatusResponse> {
-        unimplemented("PodSandboxStatus")
+        Ok(Response::new(
+            self.rt.pod_sandbox_status(&req.into_inner()).await?,
+        ))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<cri::ListPodSandboxRequest>,
+        req: Request<cri::ListPodSandboxRequest>,
     ) -> Res<cri::ListPodSandboxResponse> {
-        unimplemented("ListPodSandbox")
+        let items = self
+            .rt
+            .list_pod_sandbox(req.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(
         &self,
-        _req: Request<cri::CreateContainerRequest>,
+        req: Request<cri::CreateContainerRequest>,
     ) -> Res<cri::CreateContainerResponse> {
-        unimplemented("CreateContainer")
+        let container_id = self.rt.create_container(&req.into_inner()).await?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _req: Request<cri::StartContainerRequest>,
+        req: Request<cri::StartContainerRequest>,
     ) -> Res<cri::StartContainerResponse> {
-        unimplemented("StartContainer")
+        self.rt
+            .start_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _req: Request<cri::StopContainerRequest>,
+        req: Request<cri::StopContainerRequest>,
     ) -> Res<cri::StopContainerResponse> {
-        unimplemented("StopContainer")
+        let req = req.into_inner();
+        self.rt
+            .stop_container(&req.container_id, req.timeout)
+            .await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _req: Request<cri::RemoveContainerRequest>,
+        req: Request<cri::RemoveContainerRequest>,
     ) -> Res<cri::RemoveContainerResponse> {
-        unimplemented("RemoveContainer")
+        self.rt
+            .remove_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _req: Request<cri::ListContainersRequest>,
+        req: Request<cri::ListContainersRequest>,
     ) -> Res<cri::ListContainersResponse> {
-        unimplemented("ListContainers")
+        let containers = self
+            .rt
+            .list_containers(req.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _req: Request<cri::ContainerStatusRequest>,
+        req: Request<cri::ContainerStatusRequest>,
     ) -> Res<cri::ContainerStatusResponse> {
-        unimplemented("ContainerStatus")
+        Ok(Response::new(
+            self.rt.container_status(&req.into_inner()).await?,
+        ))
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<cri::UpdateContainerResourcesRequest>,
+        req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Res<cri::UpdateContainerResourcesResponse> {
-        unimplemented("UpdateContainerResources")
+        self.rt
+            .update_container_resources(&req.into_inner())
+            .await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Res<cri::ReopenContainerLogResponse> {
-        unimplemented("ReopenContainerLog")
+        self.rt
+            .reopen_container_log(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, _req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {

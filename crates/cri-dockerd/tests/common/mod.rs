@@ -81,9 +81,14 @@ impl Daemon {
             format!("--cri-dockerd-root-directory={}", root.display()),
             format!("--cni-conf-dir={}", cni_conf.display()),
             format!("--cni-cache-dir={}", dir.path().join("cni-cache").display()),
-            "--pod-infra-container-image=cri-dockerd-test/pause:latest".into(),
             "--log-level=debug".into(),
         ];
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--pod-infra-container-image"))
+        {
+            args.push("--pod-infra-container-image=cri-dockerd-test/pause:latest".into());
+        }
         if !extra.iter().any(|a| a.starts_with("--docker-endpoint")) {
             args.push(format!("--docker-endpoint={}", docker_endpoint()));
         }

@@ -1,0 +1,577 @@
+//! Pod sandboxes: RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and
+//! ListPodSandbox, over a pause container and a checkpoint per sandbox.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_cri::v1 as cri;
+
+use super::labels::{self, Bookkeeping, TYPE_SANDBOX};
+use super::state::{SandboxEntry, id_matches};
+use super::{Error, Result, Runtime, convert, naming};
+use crate::config::NetworkPluginKind;
+use crate::docker::{self, ContainerSpec, PortBinding};
+use crate::store::{PortMapping, SandboxCheckpoint};
+
+/// How long the pause container gets to stop before it is killed (as the Go original).
+const SANDBOX_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Unix nanoseconds of an RFC 3339 time; Docker's zero time (year 1) and garbage give 0.
+pub(crate) fn rfc3339_to_nanos(s: &str) -> i64 {
+    match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) if t.timestamp() > 0 => t.timestamp_nanos_opt().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn protocol_name(p: i32) -> &'static str {
+    match cri::Protocol::try_from(p) {
+        Ok(cri::Protocol::Udp) => "udp",
+        Ok(cri::Protocol::Sctp) => "sctp",
+        _ => "tcp",
+    }
+}
+
+impl Runtime {
+    /// The Docker runtime for a CRI runtime handler: empty for Docker's default; otherwise it
+    /// must be one of `docker info`'s runtimes.
+    pub(crate) async fn docker_runtime(&self, handler: &str) -> Result<String> {
+        if handler.is_empty() {
+            return Ok(String::new());
+        }
+        let info = self.docker.info().await?;
+        if info.runtimes.iter().any(|r| r == handler) {
+            return Ok(handler.to_string());
+        }
+        Err(Error::InvalidArgument(format!(
+            "unknown runtime handler {handler:?}: docker knows {}",
+            info.runtimes.join(", ")
+        )))
+    }
+
+    /// Create a container, pulling its image once if Docker does not have it (`pull`), and
+    /// recovering from a name held by a leftover container as the Go original does: remove the
+    /// leftover if it is not running, else (or if it vanished meanwhile) use a randomized name.
+    pub(crate) async fn create_container_recovering(
+        &self,
+        spec: &mut ContainerSpec,
+        pull: bool,
+    ) -> Result<String> {
+        let mut pulled = false;
+        let mut renamed = false;
+        loop {
+            match self.docker.create_container(spec).await {
+                Ok(id) => return Ok(id),
+                Err(docker::Error::NotFound(msg)) if pull && !pulled && msg.contains("image") => {
+                    tracing::info!(image = %spec.image, "pulling the pod infra image");
+                    self.docker
+                        .pull_image(&spec.image, None, self.config.image_pull_progress_deadline)
+                        .await
+                        .map_err(|e| {
+                            with_context(e.into(), &format!("pulling image {:?}", spec.image))
+                        })?;
+                    pulled = true;
+                }
+                Err(docker::Error::NotFound(msg)) => {
+                    return Err(Error::NotFound(format!(
+                        "creating container {:?}: {msg}",
+                        spec.name
+                    )));
+                }
+                Err(docker::Error::Conflict(msg)) if !renamed => {
+                    let Some(holder) = conflicting_id(&msg) else {
+                        return Err(Error::from(docker::Error::Conflict(msg)));
+                    };
+                    tracing::warn!(name = %spec.name, holder = %holder, "name conflict: removing the leftover container");
+                    match self.docker.remove_container(&holder, false).await {
+                        Ok(()) => {}
+                        Err(docker::Error::NotFound(_)) => {
+                            spec.name = naming::randomize(&spec.name)
+                        }
+                        Err(e) => {
+                            return Err(Error::FailedPrecondition(format!(
+                                "container name {:?} is held by container {holder}, which cannot be removed: {e}",
+                                spec.name
+                            )));
+                        }
+                    }
+                    renamed = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `RunPodSandbox`.
+    #[tracing::instrument(skip_all, fields(pod = tracing::field::Empty))]
+    pub async fn run_pod_sandbox(&self, req: &cri::RunPodSandboxRequest) -> Result<String> {
+        let cfg = req.config.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("RunPodSandboxRequest.config is required".into())
+        })?;
+        let md = cfg.metadata.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("PodSandboxConfig.metadata is required".into())
+        })?;
+        if md.name.is_empty() || md.namespace.is_empty() || md.uid.is_empty() {
+            return Err(Error::InvalidArgument(
+                "PodSandboxConfig.metadata needs name, namespace and uid".into(),
+            ));
+        }
+        tracing::Span::current().record("pod", format!("{}/{}", md.namespace, md.name));
+        let host = self.host().await?.clone();
+        let runtime = self.docker_runtime(&req.runtime_handler).await?;
+        let name = naming::sandbox_name(md);
+        let docker_labels = labels::make(
+            &cfg.labels,
+            &cfg.annotations,
+            &Bookkeeping {
+                container_type: TYPE_SANDBOX,
+                pod_name: md.name.clone(),
+                pod_namespace: md.namespace.clone(),
+                pod_uid: md.uid.clone(),
+                container_name: naming::SANDBOX_CONTAINER_NAME.into(),
+                owner: self.owner.clone(),
+                ..Default::default()
+            },
+        )?;
+        let mut spec = convert::sandbox_spec(
+            cfg,
+            &name,
+            &self.config.pause_image,
+            docker_labels,
+            &runtime,
+            &host,
+        )?;
+        let ns = cfg
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let host_network = ns.network == cri::NamespaceMode::Node as i32;
+        if !host_network && self.config.network_plugin == NetworkPluginKind::NoOp {
+            // no-op: Docker's default bridge, publishing the pod's ports.
+            spec.host.network_mode = "bridge".into();
+            if spec.host.port_bindings.is_empty() {
+                spec.host.port_bindings = cfg
+                    .port_mappings
+                    .iter()
+                    .filter(|p| p.container_port > 0)
+                    .map(|p| PortBinding {
+                        container_port: u16::try_from(p.container_port).unwrap_or(0),
+                        protocol: protocol_name(p.protocol).into(),
+                        host_ip: p.host_ip.clone(),
+                        host_port: u16::try_from(p.host_port).unwrap_or(0),
+                    })
+                    .collect();
+            }
+        }
+
+        let id = self.create_container_recovering(&mut spec, true).await?;
+        // From here on, a failure removes what was made.
+        match self.finish_sandbox(&id, req, cfg, md, &ns).await {
+            Ok(()) => {
+                tracing::info!(pod_sandbox_id = %id, "pod sandbox running");
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!(pod_sandbox_id = %id, "RunPodSandbox failed, removing the sandbox: {e}");
+                if let Err(rm) = self.docker.remove_container(&id, true).await
+                    && !matches!(rm, docker::Error::NotFound(_))
+                {
+                    tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox: {rm}");
+                }
+                if let Err(rm) = self.checkpoints.remove(&id) {
+                    tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox's checkpoint: {rm}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_sandbox(
+        &self,
+        id: &str,
+        req: &cri::RunPodSandboxRequest,
+        cfg: &cri::PodSandboxConfig,
+        md: &cri::PodSandboxMetadata,
+        ns: &cri::NamespaceOption,
+    ) -> Result<()> {
+        let info = self.docker.inspect_container(id).await?;
+        let cp = SandboxCheckpoint {
+            id: id.to_string(),
+            name: md.name.clone(),
+            namespace: md.namespace.clone(),
+            uid: md.uid.clone(),
+            attempt: md.attempt,
+            created_at: rfc3339_to_nanos(&info.created),
+            host_network: ns.network == cri::NamespaceMode::Node as i32,
+            port_mappings: cfg
+                .port_mappings
+                .iter()
+                .map(|p| PortMapping {
+                    protocol: protocol_name(p.protocol).into(),
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    host_ip: p.host_ip.clone(),
+                })
+                .collect(),
+            network_mode: ns.network,
+            pid_mode: ns.pid,
+            ipc_mode: ns.ipc,
+            target_id: ns.target_id.clone(),
+            runtime_handler: req.runtime_handler.clone(),
+            log_directory: cfg.log_directory.clone(),
+            labels: cfg
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            annotations: cfg
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            origin: Default::default(),
+        };
+        self.checkpoints
+            .write(&cp)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.docker
+            .start_container(id)
+            .await
+            .map_err(|e| with_context(e.into(), "starting the pod sandbox (pause) container"))?;
+        Ok(())
+    }
+
+    /// `StopPodSandbox`: stop every container of the pod, then the pause container. Success when
+    /// the sandbox is already stopped, removed, or never existed (kubelet retries; cri-api:
+    /// "must not return an error if all relevant resources have already been reclaimed").
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %id))]
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let Some(sb) = self.find_sandbox(id).await? else {
+            tracing::info!("StopPodSandbox: no such sandbox, nothing to stop");
+            return Ok(());
+        };
+        for c in self.sandbox_containers(&sb.id).await? {
+            if c.state == "running" || c.state == "paused" || c.state == "restarting" {
+                ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
+            }
+        }
+        if sb.container.is_some() {
+            ignore_not_found(self.docker.stop_container(&sb.id, SANDBOX_STOP_GRACE).await)?;
+        }
+        tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox stopped");
+        Ok(())
+    }
+
+    /// `RemovePodSandbox`: remove every container of the pod, the pause container, and last the
+    /// checkpoint. Success when already removed or never existed.
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %id))]
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let Some(sb) = self.find_sandbox(id).await? else {
+            tracing::info!("RemovePodSandbox: no such sandbox, nothing to remove");
+            return Ok(());
+        };
+        for c in self.sandbox_containers(&sb.id).await? {
+            self.remove_container_by_id(&c.id, c.labels.get(labels::LOG_PATH).map(String::as_str))
+                .await?;
+        }
+        if sb.container.is_some() {
+            ignore_not_found(self.docker.remove_container(&sb.id, true).await)?;
+        }
+        self.checkpoints
+            .remove(&sb.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<docker::ContainerSummary>> {
+        Ok(self
+            .docker
+            .list_containers(&docker::ListFilter {
+                all: true,
+                labels: vec![
+                    format!("{}={}", labels::CONTAINER_TYPE, labels::TYPE_CONTAINER),
+                    format!("{}={sandbox_id}", labels::SANDBOX_ID),
+                ],
+                id: None,
+            })
+            .await?)
+    }
+
+    /// `PodSandboxStatus`.
+    pub async fn pod_sandbox_status(
+        &self,
+        req: &cri::PodSandboxStatusRequest,
+    ) -> Result<cri::PodSandboxStatusResponse> {
+        let id = &req.pod_sandbox_id;
+        tracing::debug!(pod_sandbox_id = %id, "PodSandboxStatus");
+        self.host().await?;
+        let sb = self
+            .find_sandbox(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id:?} not found")))?;
+        let info = match &sb.container {
+            Some(_) => match self.docker.inspect_container(&sb.id).await {
+                Ok(i) => Some(i),
+                Err(docker::Error::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let mut entry = sb.clone();
+        if info.is_none() {
+            entry.container = None;
+        }
+        let mut status = cri::PodSandboxStatus {
+            id: sb.id.clone(),
+            metadata: Some(entry.metadata()),
+            state: entry.state() as i32,
+            created_at: entry.created_at(),
+            runtime_handler: entry.runtime_handler(),
+            ..Default::default()
+        };
+        let (l, a) = entry.labels();
+        status.labels = l;
+        status.annotations = a;
+        if let Some(i) = &info {
+            status.state = if i.state.running {
+                cri::PodSandboxState::SandboxReady
+            } else {
+                cri::PodSandboxState::SandboxNotready
+            } as i32;
+            if sb.checkpoint.as_ref().is_none_or(|c| c.created_at == 0) {
+                status.created_at = rfc3339_to_nanos(&i.created);
+            }
+        }
+        let ns = namespace_options(&sb, info.as_ref());
+        let host_network = ns.network == cri::NamespaceMode::Node as i32;
+        status.network = Some(cri::PodSandboxNetworkStatus {
+            ip: match &info {
+                Some(i) if !host_network => i.ip_address.clone(),
+                _ => String::new(),
+            },
+            additional_ips: Vec::new(),
+        });
+        status.linux = Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace { options: Some(ns) }),
+        });
+        let mut out = cri::PodSandboxStatusResponse {
+            status: Some(status),
+            ..Default::default()
+        };
+        if req.verbose {
+            let v = serde_json::json!({
+                "pid": info.as_ref().map(|i| i.state.pid).unwrap_or(0),
+                "image": info.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                "dockerState": info.as_ref().map(|i| i.state.status.clone()).unwrap_or_default(),
+                "networkMode": info.as_ref().map(|i| i.network_mode.clone()).unwrap_or_default(),
+                "runtime": info.as_ref().map(|i| i.runtime.clone()).unwrap_or_default(),
+                "cgroupParent": info.as_ref().map(|i| i.cgroup_parent.clone()).unwrap_or_default(),
+                "checkpoint": sb.checkpoint,
+            });
+            out.info.insert("info".into(), v.to_string());
+        }
+        Ok(out)
+    }
+
+    /// `ListPodSandbox`.
+    pub async fn list_pod_sandbox(
+        &self,
+        filter: Option<&cri::PodSandboxFilter>,
+    ) -> Result<Vec<cri::PodSandbox>> {
+        tracing::debug!("ListPodSandbox");
+        self.host().await?;
+        let entries = self.list_sandbox_entries().await?;
+        Ok(filter_sandboxes(entries, filter))
+    }
+}
+
+/// Apply a CRI sandbox filter: id (or prefix), state, label selector.
+pub fn filter_sandboxes(
+    entries: Vec<SandboxEntry>,
+    filter: Option<&cri::PodSandboxFilter>,
+) -> Vec<cri::PodSandbox> {
+    let default = cri::PodSandboxFilter::default();
+    let f = filter.unwrap_or(&default);
+    entries
+        .iter()
+        .filter(|e| id_matches(&e.id, &f.id))
+        .map(SandboxEntry::to_cri)
+        .filter(|s| f.state.as_ref().is_none_or(|st| st.state == s.state))
+        .filter(|s| labels::matches_selector(&s.labels, &f.label_selector))
+        .collect()
+}
+
+/// The sandbox's namespace options: as requested (our checkpoint), else from Docker's modes.
+fn namespace_options(
+    sb: &SandboxEntry,
+    info: Option<&docker::ContainerInfo>,
+) -> cri::NamespaceOption {
+    if let Some(cp) = sb
+        .checkpoint
+        .as_ref()
+        .filter(|c| c.origin == crate::store::Origin::Ours)
+    {
+        return cri::NamespaceOption {
+            network: cp.network_mode,
+            pid: cp.pid_mode,
+            ipc: cp.ipc_mode,
+            target_id: cp.target_id.clone(),
+            userns_options: None,
+        };
+    }
+    let node = cri::NamespaceMode::Node as i32;
+    let pod = cri::NamespaceMode::Pod as i32;
+    let mode = |m: Option<&str>| if m == Some("host") { node } else { pod };
+    let host_net = sb.checkpoint.as_ref().is_some_and(|c| c.host_network);
+    cri::NamespaceOption {
+        network: if host_net {
+            node
+        } else {
+            mode(info.map(|i| i.network_mode.as_str()))
+        },
+        pid: mode(info.map(|i| i.pid_mode.as_str())),
+        ipc: mode(info.map(|i| i.ipc_mode.as_str())),
+        target_id: String::new(),
+        userns_options: None,
+    }
+}
+
+/// The ID in Docker's name-conflict message (`… is already in use by container "<id>". …`).
+fn conflicting_id(msg: &str) -> Option<String> {
+    let rest = msg.split("by container \"").nth(1)?;
+    let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// The same error kind with `ctx: ` in front of its message.
+pub(crate) fn with_context(e: Error, ctx: &str) -> Error {
+    let f = |m: String| format!("{ctx}: {m}");
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(f(m)),
+        Error::NotFound(m) => Error::NotFound(f(m)),
+        Error::AlreadyExists(m) => Error::AlreadyExists(f(m)),
+        Error::FailedPrecondition(m) => Error::FailedPrecondition(f(m)),
+        Error::Unauthenticated(m) => Error::Unauthenticated(f(m)),
+        Error::PermissionDenied(m) => Error::PermissionDenied(f(m)),
+        Error::Unavailable(m) => Error::Unavailable(f(m)),
+        Error::DeadlineExceeded(m) => Error::DeadlineExceeded(f(m)),
+        Error::Unimplemented(m) => Error::Unimplemented(f(m)),
+        Error::Internal(m) => Error::Internal(f(m)),
+    }
+}
+
+/// `Ok` for a NotFound answer (idempotent stop/remove).
+pub(crate) fn ignore_not_found(r: docker::Result<()>) -> Result<()> {
+    match r {
+        Ok(()) | Err(docker::Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ContainerSummary;
+    use std::collections::HashMap;
+
+    #[test]
+    fn parses_docker_conflict_messages() {
+        let m = r#"Conflict. The container name "/k8s_POD_a_b_c_0" is already in use by container "0123abcd". You have to remove (or rename) that container to be able to reuse that name."#;
+        assert_eq!(conflicting_id(m).as_deref(), Some("0123abcd"));
+        assert_eq!(conflicting_id("something else"), None);
+    }
+
+    #[test]
+    fn zero_time_is_zero() {
+        assert_eq!(rfc3339_to_nanos("0001-01-01T00:00:00Z"), 0);
+        assert_eq!(rfc3339_to_nanos(""), 0);
+        assert_eq!(
+            rfc3339_to_nanos("2024-01-02T03:04:05.123456789Z"),
+            1_704_164_645_123_456_789
+        );
+    }
+
+    fn entry(id: &str, state: &str, labels: &[(&str, &str)]) -> SandboxEntry {
+        let mut l: HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert(labels::CONTAINER_TYPE.into(), TYPE_SANDBOX.into());
+        l.insert(labels::OWNER.into(), "o".into());
+        SandboxEntry {
+            id: id.into(),
+            container: Some(ContainerSummary {
+                id: id.into(),
+                name: format!("k8s_POD_p{id}_ns_u{id}_0"),
+                labels: l,
+                state: state.into(),
+                ..Default::default()
+            }),
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn sandbox_filters() {
+        let all = || {
+            vec![
+                entry("aaa1", "running", &[("app", "x")]),
+                entry("aab2", "exited", &[("app", "y")]),
+                entry("bbb3", "running", &[("app", "y"), ("tier", "web")]),
+            ]
+        };
+        let ids = |f: cri::PodSandboxFilter| -> Vec<String> {
+            filter_sandboxes(all(), Some(&f))
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(filter_sandboxes(all(), None).len(), 3);
+        assert_eq!(
+            ids(cri::PodSandboxFilter {
+                id: "aa".into(),
+                ..Default::default()
+            }),
+            ["aaa1", "aab2"]
+        );
+        assert_eq!(
+            ids(cri::PodSandboxFilter {
+                id: "bbb3".into(),
+                ..Default::default()
+            }),
+            ["bbb3"]
+        );
+        assert_eq!(
+            ids(cri::PodSandboxFilter {
+                state: Some(cri::PodSandboxStateValue {
+                    state: cri::PodSandboxState::SandboxNotready as i32
+                }),
+                ..Default::default()
+            }),
+            ["aab2"]
+        );
+        assert_eq!(
+            ids(cri::PodSandboxFilter {
+                label_selector: HashMap::from([("app".into(), "y".into())]),
+                ..Default::default()
+            }),
+            ["aab2", "bbb3"]
+        );
+        assert_eq!(
+            ids(cri::PodSandboxFilter {
+                label_selector: HashMap::from([
+                    ("app".into(), "y".into()),
+                    ("tier".into(), "web".into())
+                ]),
+                state: Some(cri::PodSandboxStateValue {
+                    state: cri::PodSandboxState::SandboxReady as i32
+                }),
+                ..Default::default()
+            }),
+            ["bbb3"]
+        );
+    }
+}

@@ -3,35 +3,61 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 
-use cri_dockerd::config::{Config, Flags, LogFormat};
+use cri_dockerd::config::{self, Action, Config, Flags, LogFormat};
 use cri_dockerd::docker::DockerClient;
 use cri_dockerd::server::{self, notify::notify};
 use cri_dockerd::service::Runtime;
+use cri_dockerd::version;
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: i32 = 2;
 
 fn main() {
-    let flags = Flags::parse();
-    if flags.version {
-        println!("{}", cri_dockerd::version::version_line());
-        return;
-    }
-    if flags.buildinfo {
-        println!("{}", cri_dockerd::version::version_line());
-        return;
+    let flags = match Flags::try_parse_args(std::env::args_os()) {
+        Ok(f) => f,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // Help goes to stdout, exit 0.
+                let _ = e.print();
+                return;
+            }
+            eprintln!("cri-dockerd: {}", config::usage_error_line(&e));
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    match flags.action() {
+        Ok(Action::Version) => {
+            println!("{}", version::version_line());
+            return;
+        }
+        Ok(Action::BuildInfo) => {
+            print!("{}", version::build_info());
+            return;
+        }
+        Ok(Action::Serve) => {}
+        Err(e) => {
+            eprintln!("cri-dockerd: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
     }
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let config = match flags.validate(docker_host.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cri-dockerd: {e}");
-            std::process::exit(2);
+            std::process::exit(EXIT_USAGE);
         }
     };
     init_tracing(&config);
+    tracing::info!(
+        version = %version::full_version(),
+        "starting cri-dockerd"
+    );
     if let Err(e) = run(config) {
-        tracing::error!("{e:#}");
-        eprintln!("cri-dockerd: {e:#}");
+        // One line, in the configured log format.
+        tracing::error!("cri-dockerd failed: {e:#}");
         std::process::exit(1);
     }
 }
@@ -62,8 +88,8 @@ fn run(config: Config) -> anyhow::Result<()> {
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
-            .with_context(|| format!("listening on {:?}", config.cri_endpoint))?;
-        tracing::info!(endpoint = ?config.cri_endpoint, "cri-dockerd serving CRI v1 and v1alpha2");
+            .with_context(|| format!("listening on {}", config.cri_endpoint))?;
+        tracing::info!(endpoint = %config.cri_endpoint, "cri-dockerd serving CRI v1 and v1alpha2");
         notify("READY=1");
         server::serve(runtime, listener, shutdown_signal())
             .await
@@ -73,18 +99,26 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// Resolves on SIGTERM or SIGINT (after telling systemd STOPPING=1). SIGHUP, which the
+/// upstream unit's `ExecReload` sends, is logged and otherwise ignored: there is nothing to reload.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: nothing to reload (restart the service to apply new flags)");
+            }
+        }
     }
     tracing::info!("shutting down: draining in-flight calls");
     notify("STOPPING=1");

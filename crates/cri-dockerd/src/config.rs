@@ -896,6 +896,8 @@ mod tests {
         flags(args).validate(None)
     }
 
+    type Check = Box<dyn Fn(&Config)>;
+
     fn ok(args: &[&str]) -> Config {
         parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
@@ -933,7 +935,7 @@ mod tests {
     fn good_values() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
-        let cases: Vec<(Vec<String>, Box<dyn Fn(&Config)>)> = vec![
+        let cases: Vec<(Vec<String>, Check)> = vec![
             (
                 vec!["--container-runtime-endpoint=unix:///run/x.sock".into()],
                 Box::new(|c| assert_eq!(c.cri_endpoint, Endpoint::Unix("/run/x.sock".into()))),

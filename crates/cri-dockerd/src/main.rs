@@ -51,10 +51,6 @@ fn main() {
         }
     };
     init_tracing(&config);
-    tracing::info!(
-        version = %version::full_version(),
-        "starting cri-dockerd"
-    );
     if let Err(e) = run(config) {
         // One line, in the configured log format.
         tracing::error!("cri-dockerd failed: {e:#}");
@@ -70,7 +66,9 @@ fn init_tracing(config: &Config) {
         .from_env_lossy();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -89,7 +87,12 @@ fn run(config: Config) -> anyhow::Result<()> {
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
             .with_context(|| format!("listening on {}", config.cri_endpoint))?;
-        tracing::info!(endpoint = %config.cri_endpoint, "cri-dockerd serving CRI v1 and v1alpha2");
+        // The first line at info: a failure before this point is the only line logged.
+        tracing::info!(
+            version = %version::full_version(),
+            endpoint = %config.cri_endpoint,
+            "cri-dockerd serving CRI v1 and v1alpha2"
+        );
         notify("READY=1");
         server::serve(runtime, listener, shutdown_signal())
             .await

@@ -1,6 +1,7 @@
 //! The `cri-dockerd` binary: parse flags, set up logging, serve CRI until SIGTERM/SIGINT.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -75,12 +76,17 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// How long in-flight calls and open client connections get after SIGTERM before they are
+/// closed. The upstream unit has `TimeoutSec=0` (no stop timeout), so without this a client
+/// that never closes its connection would keep `systemctl stop` waiting forever.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let config = Arc::new(config);
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
@@ -94,12 +100,33 @@ fn run(config: Config) -> anyhow::Result<()> {
             "cri-dockerd serving CRI v1 and v1alpha2"
         );
         notify("READY=1");
-        server::serve(runtime, listener, shutdown_signal())
-            .await
-            .context("serving gRPC")?;
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let draining = draining.clone();
+            async move {
+                shutdown_signal().await;
+                draining.notify_one();
+            }
+        };
+        let serve = server::serve(runtime, listener, signal);
+        tokio::select! {
+            served = serve => served.context("serving gRPC")?,
+            () = async {
+                draining.notified().await;
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!(
+                    "calls or client connections still open {}s after the stop signal: closing them",
+                    DRAIN_TIMEOUT.as_secs()
+                );
+            }
+        }
         tracing::info!("cri-dockerd stopped");
         Ok(())
-    })
+    });
+    // Do not wait on blocking work (a stuck Docker call) past the drain.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// Resolves on SIGTERM or SIGINT (after telling systemd STOPPING=1). SIGHUP, which the

@@ -75,7 +75,11 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("daemon did not listen on {}: {}", socket.display(), self.stderr());
+        panic!(
+            "daemon did not listen on {}: {}",
+            socket.display(),
+            self.stderr()
+        );
     }
 
     /// Wait up to `secs` for the process to exit.
@@ -202,31 +206,76 @@ fn every_bad_value_exits_nonzero_with_one_line_naming_the_flag() {
     std::fs::write(&file, "x").expect("write");
     let file = file.display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--container-runtime-endpoint=http://x".into()], "container-runtime-endpoint"),
-        (vec!["--container-runtime-endpoint=tcp://1.2.3.4".into()], "container-runtime-endpoint"),
-        (vec!["--container-runtime-endpoint".into()], "container-runtime-endpoint"),
-        (vec!["--docker-endpoint=ssh://host".into()], "docker-endpoint"),
-        (vec![format!("--cri-dockerd-root-directory={file}")], "cri-dockerd-root-directory"),
-        (vec!["--cri-dockerd-root-directory=rel".into()], "cri-dockerd-root-directory"),
-        (vec!["--pod-infra-container-image=".into()], "pod-infra-container-image"),
-        (vec!["--image-pull-progress-deadline=5".into()], "image-pull-progress-deadline"),
-        (vec!["--image-pull-progress-deadline=-1s".into()], "image-pull-progress-deadline"),
-        (vec!["--runtime-request-timeout=1x".into()], "runtime-request-timeout"),
-        (vec!["--runtime-request-timeout=".into()], "runtime-request-timeout"),
-        (vec!["--streaming-bind-addr=nowhere".into()], "streaming-bind-addr"),
+        (
+            vec!["--container-runtime-endpoint=http://x".into()],
+            "container-runtime-endpoint",
+        ),
+        (
+            vec!["--container-runtime-endpoint=tcp://1.2.3.4".into()],
+            "container-runtime-endpoint",
+        ),
+        (
+            vec!["--container-runtime-endpoint".into()],
+            "container-runtime-endpoint",
+        ),
+        (
+            vec!["--docker-endpoint=ssh://host".into()],
+            "docker-endpoint",
+        ),
+        (
+            vec![format!("--cri-dockerd-root-directory={file}")],
+            "cri-dockerd-root-directory",
+        ),
+        (
+            vec!["--cri-dockerd-root-directory=rel".into()],
+            "cri-dockerd-root-directory",
+        ),
+        (
+            vec!["--pod-infra-container-image=".into()],
+            "pod-infra-container-image",
+        ),
+        (
+            vec!["--image-pull-progress-deadline=5".into()],
+            "image-pull-progress-deadline",
+        ),
+        (
+            vec!["--image-pull-progress-deadline=-1s".into()],
+            "image-pull-progress-deadline",
+        ),
+        (
+            vec!["--runtime-request-timeout=1x".into()],
+            "runtime-request-timeout",
+        ),
+        (
+            vec!["--runtime-request-timeout=".into()],
+            "runtime-request-timeout",
+        ),
+        (
+            vec!["--streaming-bind-addr=nowhere".into()],
+            "streaming-bind-addr",
+        ),
         (vec!["--network-plugin=calico".into()], "network-plugin"),
         (vec![format!("--cni-bin-dir={file}")], "cni-bin-dir"),
         (vec![format!("--cni-conf-dir={file}/sub")], "cni-conf-dir"),
         (vec![format!("--cni-cache-dir={file}")], "cni-cache-dir"),
         (vec!["--pod-cidr=10.0.0.0/40".into()], "pod-cidr"),
         (vec!["--ipv6-dual-stack=maybe".into()], "ipv6-dual-stack"),
-        (vec!["--ipv6-dual-stack".into(), "true".into()], "ipv6-dual-stack"),
-        (vec!["--network-plugin-mtu=big".into()], "network-plugin-mtu"),
+        (
+            vec!["--ipv6-dual-stack".into(), "true".into()],
+            "ipv6-dual-stack",
+        ),
+        (
+            vec!["--network-plugin-mtu=big".into()],
+            "network-plugin-mtu",
+        ),
         (vec!["--hairpin-mode=sometimes".into()], "hairpin-mode"),
         (vec!["--runtime-cgroups=relative".into()], "runtime-cgroups"),
         (vec!["--log-level=loud".into()], "log-level"),
         (vec!["--log-format=xml".into()], "log-format"),
-        (vec!["--restrict-oom-score-adj=2".into()], "restrict-oom-score-adj"),
+        (
+            vec!["--restrict-oom-score-adj=2".into()],
+            "restrict-oom-score-adj",
+        ),
         (vec!["--version=perhaps".into()], "version"),
         (vec!["--no-such-flag".into()], "no-such-flag"),
     ];
@@ -250,7 +299,10 @@ fn bad_docker_host_is_reported_as_the_docker_endpoint() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--docker-endpoint") && stderr.contains("DOCKER_HOST"), "{stderr}");
+    assert!(
+        stderr.contains("--docker-endpoint") && stderr.contains("DOCKER_HOST"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -276,7 +328,10 @@ fn json_log_format_writes_json_lines() {
     for l in &lines {
         let v: serde_json::Value =
             serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{l}");
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
     }
     assert!(log.contains("serving CRI"), "{log}");
 }
@@ -288,7 +343,10 @@ fn creates_missing_socket_parent_directories() {
     assert!(!socket.parent().expect("parent").exists());
     let mut d = Proc::spawn(
         dir.path(),
-        &[format!("--container-runtime-endpoint=unix://{}", socket.display())],
+        &[format!(
+            "--container-runtime-endpoint=unix://{}",
+            socket.display()
+        )],
         &[],
     );
     d.wait_socket(&socket);
@@ -337,9 +395,8 @@ async fn docker_host_is_honoured_without_docker_endpoint() {
         &[("DOCKER_HOST", real.as_str())],
     );
     d.wait_socket(&socket);
-    let mut rt = cri::runtime_service_client::RuntimeServiceClient::new(
-        common::connect(&socket).await,
-    );
+    let mut rt =
+        cri::runtime_service_client::RuntimeServiceClient::new(common::connect(&socket).await);
     let v = rt
         .version(cri::VersionRequest::default())
         .await
@@ -356,13 +413,15 @@ async fn docker_host_is_honoured_without_docker_endpoint() {
     let missing = format!("unix://{}", dir2.path().join("no-docker.sock").display());
     let mut d2 = Proc::spawn(
         dir2.path(),
-        &[format!("--container-runtime-endpoint=unix://{}", socket2.display())],
+        &[format!(
+            "--container-runtime-endpoint=unix://{}",
+            socket2.display()
+        )],
         &[("DOCKER_HOST", missing.as_str())],
     );
     d2.wait_socket(&socket2);
-    let mut rt2 = cri::runtime_service_client::RuntimeServiceClient::new(
-        common::connect(&socket2).await,
-    );
+    let mut rt2 =
+        cri::runtime_service_client::RuntimeServiceClient::new(common::connect(&socket2).await);
     let err = rt2
         .version(cri::VersionRequest::default())
         .await

@@ -119,7 +119,9 @@ pub struct Flags {
     #[arg(long, default_value = "none", value_name = "MODE")]
     pub hairpin_mode: String,
 
-    /// Optional absolute name of cgroups to create and run the runtime in.
+    /// Optional absolute name of cgroups to create and run the runtime in. cri-dockerd moves
+    /// itself there at start-up (each cgroup v1 controller hierarchy but cpuset, or the v2
+    /// tree); unlike the Go original it neither moves dockerd/containerd nor sets a memory limit.
     #[arg(long, default_value = "", value_name = "CGROUP")]
     pub runtime_cgroups: String,
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use cri_dockerd::cgroups;
 use cri_dockerd::config::{self, Action, Config, Flags, LogFormat};
 use cri_dockerd::docker::DockerClient;
 use cri_dockerd::server::{self, notify::notify};
@@ -52,10 +53,28 @@ fn main() {
         }
     };
     init_tracing(&config);
+    if let Some(name) = &config.runtime_cgroups {
+        enter_runtime_cgroups(name);
+    }
     if let Err(e) = run(config) {
         // One line, in the configured log format.
         tracing::error!("cri-dockerd failed: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// `--runtime-cgroups`: move this process (still single-threaded) into the cgroup; one warning
+/// and carry on where it is if that is impossible.
+fn enter_runtime_cgroups(name: &str) {
+    match cgroups::enter(name, std::process::id()) {
+        Ok(dirs) => tracing::info!(
+            cgroup = name,
+            hierarchies = dirs.len(),
+            "running in --runtime-cgroups"
+        ),
+        Err(e) => tracing::warn!(
+            "--runtime-cgroups={name}: cannot move cri-dockerd into it, staying in the current cgroups: {e}"
+        ),
     }
 }
 

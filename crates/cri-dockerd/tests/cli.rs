@@ -428,3 +428,146 @@ async fn docker_host_is_honoured_without_docker_endpoint() {
         .expect_err("no dockerd behind $DOCKER_HOST");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 }
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The cgroup path of `pid` for `controller` (v1) or in the unified tree (`controller` = "").
+fn cgroup_of(pid: u32, controller: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let hit = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// Removes the cgroup directories a test created (deepest first), after the daemon is gone.
+struct CgroupCleanup(Vec<PathBuf>);
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// `--runtime-cgroups` moves the daemon into the named cgroup in every controller hierarchy it
+/// joins (cpu and memory among them on cgroup v1; the unified tree on v2).
+#[test]
+fn runtime_cgroups_moves_the_daemon_into_the_cgroup() {
+    use cri_dockerd::cgroups::{Layout, cgroup_dirs, parse_mountinfo};
+    if !is_root() {
+        eprintln!("skipping: creating cgroups needs root");
+        return;
+    }
+    let layout =
+        parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"));
+    let checked: &[&str] = match layout {
+        Layout::V1 { .. } => &["cpu", "memory"],
+        Layout::Unified { .. } => &[""],
+        Layout::None => {
+            eprintln!("skipping: no cgroup filesystem");
+            return;
+        }
+    };
+    // Nest below the cgroup this test already runs in (the deepest of its paths), so the daemon
+    // stays inside whatever limits the test runner set.
+    let me = std::process::id();
+    let base = ["memory", "cpu", "pids", ""]
+        .iter()
+        .filter_map(|c| cgroup_of(me, c))
+        .max_by_key(String::len)
+        .unwrap_or_else(|| "/".into());
+    let unique = format!(
+        "cri-dockerd-test-{}-{}",
+        me,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos()
+    );
+    let name = format!("{}/{unique}", base.trim_end_matches('/'));
+    // Every directory the daemon will have to create, to remove afterwards.
+    let mut created = Vec::new();
+    for dir in cgroup_dirs(&layout, &name) {
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        created.extend(missing);
+    }
+    let _cleanup = CgroupCleanup(created);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("cri.sock");
+    let mut d = Proc::spawn(
+        dir.path(),
+        &[
+            format!("--container-runtime-endpoint=unix://{}", socket.display()),
+            format!("--runtime-cgroups={name}"),
+        ],
+        &[],
+    );
+    d.wait_socket(&socket);
+    let pid = d.child.id();
+    for c in checked {
+        assert_eq!(
+            cgroup_of(pid, c).as_deref(),
+            Some(name.as_str()),
+            "controller {c:?}; log:\n{}",
+            d.stderr()
+        );
+    }
+    let log = d.stderr();
+    assert!(
+        log.contains("running in --runtime-cgroups") && !log.contains("WARN"),
+        "{log}"
+    );
+    d.terminate();
+    assert!(d.wait_exit(20).success(), "{}", d.stderr());
+}
+
+/// A cgroup that cannot be created: one warning naming the flag, and the daemon serves anyway.
+#[test]
+fn runtime_cgroups_failure_is_one_warning_and_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("cri.sock");
+    // Below a file that every hierarchy root has: creating it fails (ENOTDIR) everywhere and
+    // nothing is created. (A very long name is no good: cgroupfs accepts 300-byte names.)
+    let name = "/cgroup.procs/cri-dockerd-test";
+    let mut d = Proc::spawn(
+        dir.path(),
+        &[
+            format!("--container-runtime-endpoint=unix://{}", socket.display()),
+            format!("--runtime-cgroups={name}"),
+        ],
+        &[],
+    );
+    d.wait_socket(&socket);
+    let log = d.stderr();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("--runtime-cgroups="), "{log}");
+}

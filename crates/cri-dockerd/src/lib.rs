@@ -3,6 +3,7 @@
 //! Layers, dependencies pointing one way: [`server`] (gRPC, listeners) -> [`service`] (the CRI
 //! domain) -> [`docker`] (the only user of the Docker client crate), [`network`], [`store`].
 
+pub mod cgroups;
 pub mod config;
 pub mod docker;
 pub mod network;

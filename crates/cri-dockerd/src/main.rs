@@ -1,38 +1,80 @@
 //! The `cri-dockerd` binary: parse flags, set up logging, serve CRI until SIGTERM/SIGINT.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 
-use cri_dockerd::config::{Config, Flags, LogFormat};
+use cri_dockerd::cgroups;
+use cri_dockerd::config::{self, Action, Config, Flags, LogFormat};
 use cri_dockerd::docker::DockerClient;
 use cri_dockerd::server::{self, notify::notify};
 use cri_dockerd::service::Runtime;
+use cri_dockerd::version;
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: i32 = 2;
 
 fn main() {
-    let flags = Flags::parse();
-    if flags.version {
-        println!("{}", cri_dockerd::version::version_line());
-        return;
-    }
-    if flags.buildinfo {
-        println!("{}", cri_dockerd::version::version_line());
-        return;
+    let flags = match Flags::try_parse_args(std::env::args_os()) {
+        Ok(f) => f,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // Help goes to stdout, exit 0.
+                let _ = e.print();
+                return;
+            }
+            eprintln!("cri-dockerd: {}", config::usage_error_line(&e));
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    match flags.action() {
+        Ok(Action::Version) => {
+            println!("{}", version::version_line());
+            return;
+        }
+        Ok(Action::BuildInfo) => {
+            print!("{}", version::build_info());
+            return;
+        }
+        Ok(Action::Serve) => {}
+        Err(e) => {
+            eprintln!("cri-dockerd: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
     }
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let config = match flags.validate(docker_host.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cri-dockerd: {e}");
-            std::process::exit(2);
+            std::process::exit(EXIT_USAGE);
         }
     };
     init_tracing(&config);
+    if let Some(name) = &config.runtime_cgroups {
+        enter_runtime_cgroups(name);
+    }
     if let Err(e) = run(config) {
-        tracing::error!("{e:#}");
-        eprintln!("cri-dockerd: {e:#}");
+        // One line, in the configured log format.
+        tracing::error!("cri-dockerd failed: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// `--runtime-cgroups`: move this process (still single-threaded) into the cgroup; one warning
+/// and carry on where it is if that is impossible.
+fn enter_runtime_cgroups(name: &str) {
+    match cgroups::enter(name, std::process::id()) {
+        Ok(dirs) => tracing::info!(
+            cgroup = name,
+            hierarchies = dirs.len(),
+            "running in --runtime-cgroups"
+        ),
+        Err(e) => tracing::warn!(
+            "--runtime-cgroups={name}: cannot move cri-dockerd into it, staying in the current cgroups: {e}"
+        ),
     }
 }
 
@@ -44,48 +86,89 @@ fn init_tracing(config: &Config) {
         .from_env_lossy();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
+/// How long in-flight calls and open client connections get after SIGTERM before they are
+/// closed. The upstream unit has `TimeoutSec=0` (no stop timeout), so without this a client
+/// that never closes its connection would keep `systemctl stop` waiting forever.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let config = Arc::new(config);
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
         runtime.spawn_startup();
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
-            .with_context(|| format!("listening on {:?}", config.cri_endpoint))?;
-        tracing::info!(endpoint = ?config.cri_endpoint, "cri-dockerd serving CRI v1 and v1alpha2");
+            .with_context(|| format!("listening on {}", config.cri_endpoint))?;
+        // The first line at info: a failure before this point is the only line logged.
+        tracing::info!(
+            version = %version::full_version(),
+            endpoint = %config.cri_endpoint,
+            "cri-dockerd serving CRI v1 and v1alpha2"
+        );
         notify("READY=1");
-        server::serve(runtime, listener, shutdown_signal())
-            .await
-            .context("serving gRPC")?;
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let draining = draining.clone();
+            async move {
+                shutdown_signal().await;
+                draining.notify_one();
+            }
+        };
+        let serve = server::serve(runtime, listener, signal);
+        tokio::select! {
+            served = serve => served.context("serving gRPC")?,
+            () = async {
+                draining.notified().await;
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!(
+                    "calls or client connections still open {}s after the stop signal: closing them",
+                    DRAIN_TIMEOUT.as_secs()
+                );
+            }
+        }
         tracing::info!("cri-dockerd stopped");
         Ok(())
-    })
+    });
+    // Do not wait on blocking work (a stuck Docker call) past the drain.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
+/// Resolves on SIGTERM or SIGINT (after telling systemd STOPPING=1). SIGHUP, which the
+/// upstream unit's `ExecReload` sends, is logged and otherwise ignored: there is nothing to reload.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: nothing to reload (restart the service to apply new flags)");
+            }
+        }
     }
     tracing::info!("shutting down: draining in-flight calls");
     notify("STOPPING=1");

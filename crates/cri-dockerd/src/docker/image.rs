@@ -163,7 +163,9 @@ fn from_inspect(i: bollard::models::ImageInspect) -> ImageInfo {
 
 /// Docker reports `<none>:<none>` / `<none>@<none>` for untagged images in some versions.
 fn real_refs(refs: Vec<String>) -> Vec<String> {
-    refs.into_iter().filter(|r| !r.starts_with("<none>")).collect()
+    refs.into_iter()
+        .filter(|r| !r.starts_with("<none>"))
+        .collect()
 }
 
 #[async_trait]
@@ -213,8 +215,7 @@ impl ImageApi for DockerClient {
         let reference = reference.to_string();
         // The outer Result carries dockerd's errors (so `call` can reset a dead connection);
         // the inner one our own deadline.
-        let outcome = self
-            .call(|d| async move {
+        self.call(|d| async move {
                 let mut stream = d.create_image(Some(opts), None, creds);
                 loop {
                     let next = if progress_deadline.is_zero() {
@@ -242,8 +243,7 @@ impl ImageApi for DockerClient {
                     }
                 }
             })
-            .await?;
-        outcome
+            .await?
     }
 
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()> {
@@ -299,6 +299,7 @@ impl ImageApi for DockerClient {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -308,7 +309,10 @@ mod tests {
         let with_digest = format!("127.0.0.1:5000/a/b@{d}");
         let with_both = format!("127.0.0.1:5000/a/b:v1@{d}");
         let cases: Vec<(&str, (&str, &str))> = vec![
-            ("docker.io/library/busybox:latest", ("docker.io/library/busybox", "latest")),
+            (
+                "docker.io/library/busybox:latest",
+                ("docker.io/library/busybox", "latest"),
+            ),
             ("busybox", ("busybox", "latest")),
             ("127.0.0.1:5000/a/b", ("127.0.0.1:5000/a/b", "latest")),
             ("127.0.0.1:5000/a/b:v2", ("127.0.0.1:5000/a/b", "v2")),

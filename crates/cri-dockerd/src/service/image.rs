@@ -18,7 +18,10 @@ impl Runtime {
     /// `busybox` matches every `busybox` tag —, an image ID or ID prefix, or a Docker-style
     /// wildcard pattern such as `busybox:*`).
     #[instrument(skip_all)]
-    pub async fn list_images(&self, req: &cri::ListImagesRequest) -> Result<cri::ListImagesResponse> {
+    pub async fn list_images(
+        &self,
+        req: &cri::ListImagesRequest,
+    ) -> Result<cri::ListImagesResponse> {
         let filter = req
             .filter
             .as_ref()
@@ -435,6 +438,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -481,7 +485,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!((a.username.as_str(), a.password.as_str()), ("testuser", "te:st"));
+        assert_eq!(
+            (a.username.as_str(), a.password.as_str()),
+            ("testuser", "te:st")
+        );
         assert_eq!(a.server_address, "127.0.0.1:5001");
         assert!(a.auth.is_empty());
         // Explicit username/password win over `auth`.
@@ -518,7 +525,11 @@ mod tests {
         let busy_digest = format!("127.0.0.1:5000/test/busybox@{d}");
         let busybox = image(
             "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            &["busybox:latest", "busybox:1.36", "127.0.0.1:5000/test/busybox:latest"],
+            &[
+                "busybox:latest",
+                "busybox:1.36",
+                "127.0.0.1:5000/test/busybox:latest",
+            ],
             &[&busy_digest],
         );
         let other = image(
@@ -539,7 +550,11 @@ mod tests {
             ("docker.io/cri-dockerd-test/multi:a", false, true),
             ("cri-dockerd-test/multi:b", false, false),
             ("sha256:0123", true, false),
-            ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", true, false),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+                false,
+            ),
             ("fedc", false, true),
             ("busy*", true, false),
             ("*/multi:?", false, true),

@@ -318,10 +318,7 @@ fn validate_digest(input: &str, d: &str) -> Result<(), ParseError> {
         "sha384" => 96,
         "sha512" => 128,
         _ => {
-            return Err(err(
-                input,
-                format!("unsupported digest algorithm {alg:?}"),
-            ));
+            return Err(err(input, format!("unsupported digest algorithm {alg:?}")));
         }
     };
     if hex.len() != want || !is_hex(hex) {
@@ -334,6 +331,7 @@ fn validate_digest(input: &str, d: &str) -> Result<(), ParseError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -353,16 +351,28 @@ mod tests {
             ("busybox:1.36", "docker.io/library/busybox:1.36"),
             ("library/busybox", "docker.io/library/busybox:latest"),
             ("docker.io/busybox", "docker.io/library/busybox:latest"),
-            ("index.docker.io/busybox", "docker.io/library/busybox:latest"),
-            ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest"),
+            (
+                "index.docker.io/busybox",
+                "docker.io/library/busybox:latest",
+            ),
+            (
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:latest",
+            ),
             ("foo/bar", "docker.io/foo/bar:latest"),
-            ("127.0.0.1:5000/test/busybox", "127.0.0.1:5000/test/busybox:latest"),
+            (
+                "127.0.0.1:5000/test/busybox",
+                "127.0.0.1:5000/test/busybox:latest",
+            ),
             ("localhost/x", "localhost/x:latest"),
             ("localhost:5000/a/b:v1", "localhost:5000/a/b:v1"),
             ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
             ("Example.COM/x", "Example.COM/x:latest"),
             ("a-b__c/e_f.g--h", "docker.io/a-b__c/e_f.g--h:latest"),
-            ("cri-dockerd-test/multi:a", "docker.io/cri-dockerd-test/multi:a"),
+            (
+                "cri-dockerd-test/multi:a",
+                "docker.io/cri-dockerd-test/multi:a",
+            ),
             ("[::1]:5000/x:y", "[::1]:5000/x:y"),
         ];
         for (input, want) in cases {

@@ -60,12 +60,16 @@ fn image_id(reference: &str) -> Option<String> {
 /// Removes the images (by unique ID) and registry manifests a test created, also on panic.
 #[derive(Default)]
 struct Cleanup {
+    containers: Vec<String>,
     image_ids: Vec<String>,
     manifests: Vec<(String, String, String)>, // registry, repo, digest
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = common::docker_try(&["rm", "-f", c]);
+        }
         for id in &self.image_ids {
             let _ = common::docker_try(&["rmi", "-f", id]);
         }
@@ -607,6 +611,38 @@ async fn remove_multi_tagged_image_by_tag_and_by_id() {
     }
     // The shared multi-tag image is untouched by all this.
     assert!(image_id("cri-dockerd-test/multi:a").is_some());
+}
+
+#[tokio::test]
+async fn remove_of_an_image_in_use_is_refused_untouched() {
+    require_docker!();
+    let mut cleanup = Cleanup::default();
+    let repo = format!("cri-dockerd-test/rm-used-{}", suffix());
+    let id = unique_image(&mut cleanup, &format!("{repo}:a"), &[]);
+    common::docker(&["tag", &id, &format!("{repo}:b")]);
+    let name = format!("cri-dockerd-test-user-{}", suffix());
+    cleanup.containers.push(name.clone());
+    let container = common::docker(&["create", "--name", &name, &id, "/nothing"]);
+    let d = Daemon::start(&[]).await;
+    let mut img = d.image().await;
+    let e = img
+        .remove_image(cri::RemoveImageRequest {
+            image: spec(&format!("{repo}:a")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains(&container[..12]), "{}", e.message());
+    // Nothing was untagged.
+    assert_eq!(image_id(&format!("{repo}:a")).as_deref(), Some(id.as_str()));
+    assert_eq!(image_id(&format!("{repo}:b")).as_deref(), Some(id.as_str()));
+    common::docker(&["rm", &name]);
+    img.remove_image(cri::RemoveImageRequest {
+        image: spec(&format!("{repo}:a")),
+    })
+    .await
+    .unwrap();
+    assert_gone(&id);
 }
 
 #[tokio::test]

@@ -96,6 +96,9 @@ pub trait ImageApi {
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()>;
     /// Bytes used by images and by containers' writable layers.
     async fn disk_usage(&self) -> Result<DiskUsage>;
+    /// IDs of the containers (running or not) created from image `id` or from an image built
+    /// on it — the containers that keep Docker from removing it.
+    async fn containers_using_image(&self, id: &str) -> Result<Vec<String>>;
 }
 
 /// Split `name[:tag][@digest]` into what `/images/create` takes as `fromImage` and `tag`.
@@ -295,6 +298,18 @@ impl ImageApi for DockerClient {
             images_bytes,
             containers_bytes,
         })
+    }
+
+    async fn containers_using_image(&self, id: &str) -> Result<Vec<String>> {
+        let filters = std::collections::HashMap::from([("ancestor", vec![id])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .call(|d| async move { d.list_containers(Some(opts)).await })
+            .await?;
+        Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 }
 

@@ -116,6 +116,20 @@ impl Runtime {
             }
             Err(e) => return Err(context(e, &format!("inspect image {name:?}"))),
         };
+        // Refuse up front, before untagging anything, when containers still use the image.
+        let users = self
+            .docker
+            .containers_using_image(&info.id)
+            .await
+            .map_err(|e| context(e, &format!("list containers using image {name:?}")))?;
+        if !users.is_empty() {
+            let short: Vec<&str> = users.iter().map(|c| &c[..c.len().min(12)]).collect();
+            return Err(Error::FailedPrecondition(format!(
+                "cannot remove image {name:?} ({}): in use by container(s) {}",
+                info.id,
+                short.join(", ")
+            )));
+        }
         // Untag every name first: removing the ID of an image with several names is refused
         // without force, and force would also drop images that stopped containers still use.
         let refs = info.repo_tags.iter().chain(&info.repo_digests);

@@ -302,6 +302,9 @@ async fn list_and_status_v1_and_v1alpha2() {
     assert_eq!(info["imageSpec"]["config"]["User"], "1234:5678");
     assert_eq!(info["imageSpec"]["config"]["Cmd"][0], "sh");
     assert_eq!(info["imageSpec"]["rootfs"]["type"], "layers");
+    let history = info["imageSpec"]["history"].as_array().unwrap();
+    assert!(!history.is_empty(), "{info}");
+    assert!(history[0]["created"].as_str().unwrap().ends_with('Z'));
 
     // Absent: an empty response, not an error.
     let absent_name = format!("cri-dockerd-test/absent-{}:x", suffix());
@@ -666,7 +669,7 @@ async fn concurrent_removes_of_one_image_all_succeed() {
         format!("docker.io/{repo}:b"),
     ];
     let mut tasks = Vec::new();
-    for n in names {
+    for n in names.iter().chain(names.iter()).cloned() {
         let mut c = d.image().await;
         tasks.push(tokio::spawn(async move {
             c.remove_image(cri::RemoveImageRequest { image: spec(&n) })

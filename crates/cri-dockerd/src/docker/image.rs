@@ -55,6 +55,17 @@ pub struct ImageDetails {
     pub diff_ids: Vec<String>,
 }
 
+/// One entry of an image's history (`docker history`), newest first as Docker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Unix seconds.
+    pub created: i64,
+    pub created_by: String,
+    pub comment: String,
+    /// Bytes the step added (0: no layer).
+    pub size: i64,
+}
+
 /// Registry credentials for a pull (the CRI `AuthConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullAuth {
@@ -96,6 +107,8 @@ pub trait ImageApi {
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()>;
     /// Bytes used by images and by containers' writable layers.
     async fn disk_usage(&self) -> Result<DiskUsage>;
+    /// The image's history, newest step first.
+    async fn image_history(&self, id: &str) -> Result<Vec<HistoryEntry>>;
     /// IDs of the containers (running or not) created from image `id` or from an image built
     /// on it — the containers that keep Docker from removing it.
     async fn containers_using_image(&self, id: &str) -> Result<Vec<String>>;
@@ -169,6 +182,23 @@ fn real_refs(refs: Vec<String>) -> Vec<String> {
     refs.into_iter()
         .filter(|r| !r.starts_with("<none>"))
         .collect()
+}
+
+/// When another removal of the same image wins the race, dockerd answers HTTP 500 instead of
+/// 404 ("unrecognized image ID …", "reference does not exist"): the image is gone all the same.
+fn removal_race_is_not_found(e: Error) -> Error {
+    match e {
+        Error::Api {
+            status: 500,
+            message,
+        } if message.contains("unrecognized image ID")
+            || message.contains("reference does not exist")
+            || message.contains("No such image") =>
+        {
+            Error::NotFound(message)
+        }
+        other => other,
+    }
 }
 
 #[async_trait]
@@ -258,6 +288,7 @@ impl ImageApi for DockerClient {
         self.call(|d| async move { d.remove_image(&r, Some(opts), None).await })
             .await
             .map(|_| ())
+            .map_err(removal_race_is_not_found)
     }
 
     async fn disk_usage(&self) -> Result<DiskUsage> {
@@ -300,6 +331,21 @@ impl ImageApi for DockerClient {
         })
     }
 
+    async fn image_history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+        let id = id.to_string();
+        let h = self
+            .call(|d| async move { d.image_history(&id).await })
+            .await?;
+        Ok(h.into_iter()
+            .map(|e| HistoryEntry {
+                created: e.created,
+                created_by: e.created_by,
+                comment: e.comment,
+                size: e.size,
+            })
+            .collect())
+    }
+
     async fn containers_using_image(&self, id: &str) -> Result<Vec<String>> {
         let filters = std::collections::HashMap::from([("ancestor", vec![id])]);
         let opts = ListContainersOptionsBuilder::default()
@@ -337,6 +383,26 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(split_pull_reference(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn lost_removal_races_are_not_found() {
+        let race = Error::Api {
+            status: 500,
+            message: "unrecognized image ID sha256:d3e3".into(),
+        };
+        assert!(matches!(
+            removal_race_is_not_found(race),
+            Error::NotFound(_)
+        ));
+        let other = Error::Api {
+            status: 500,
+            message: "driver failed".into(),
+        };
+        assert!(matches!(
+            removal_race_is_not_found(other),
+            Error::Api { status: 500, .. }
+        ));
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl Runtime {
             Err(e) => return Err(context(e, &format!("inspect image {name:?}"))),
         };
         let info_map = if req.verbose {
-            [("info".to_string(), verbose_info(&info))].into()
+            let history = self
+                .docker
+                .image_history(&info.id)
+                .await
+                .map_err(|e| context(e, &format!("history of image {name:?}")))?;
+            [("info".to_string(), verbose_info(&info, &history))].into()
         } else {
             Default::default()
         };
@@ -264,8 +269,9 @@ pub fn user_from_image_user(user: &str) -> (Option<i64>, String) {
     }
 }
 
-/// The verbose `info` JSON: the image's labels and an OCI-image-spec shaped view of its config.
-fn verbose_info(i: &ImageInfo) -> String {
+/// The verbose `info` JSON: the image's labels and an OCI-image-spec shaped view of its config
+/// and history (the Go cri-dockerd's shape).
+fn verbose_info(i: &ImageInfo, history: &[docker::HistoryEntry]) -> String {
     let d = i.details.clone().unwrap_or_default();
     let set = |v: &[String]| {
         v.iter()
@@ -292,6 +298,14 @@ fn verbose_info(i: &ImageInfo) -> String {
                 "StopSignal": d.stop_signal,
             },
             "rootfs": { "type": d.rootfs_type, "diff_ids": d.diff_ids },
+            // OCI order: oldest step first.
+            "history": history.iter().rev().map(|h| serde_json::json!({
+                "created": chrono::DateTime::from_timestamp(h.created, 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "created_by": h.created_by,
+                "comment": h.comment,
+                "empty_layer": h.size == 0,
+            })).collect::<Vec<_>>(),
         },
     })
     .to_string()
@@ -612,7 +626,28 @@ mod tests {
             diff_ids: vec!["sha256:2".into()],
             ..Default::default()
         });
-        let v: serde_json::Value = serde_json::from_str(&verbose_info(&i)).unwrap();
+        let history = [
+            docker::HistoryEntry {
+                created: 1_700_000_100,
+                created_by: "second".into(),
+                size: 0,
+                ..Default::default()
+            },
+            docker::HistoryEntry {
+                created: 1_700_000_000,
+                created_by: "first".into(),
+                size: 10,
+                ..Default::default()
+            },
+        ];
+        let v: serde_json::Value = serde_json::from_str(&verbose_info(&i, &history)).unwrap();
+        assert_eq!(v["imageSpec"]["history"][0]["created_by"], "first");
+        assert_eq!(v["imageSpec"]["history"][0]["empty_layer"], false);
+        assert_eq!(
+            v["imageSpec"]["history"][0]["created"],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(v["imageSpec"]["history"][1]["empty_layer"], true);
         assert_eq!(v["labels"]["k"], "v");
         assert_eq!(v["imageSpec"]["config"]["User"], "1234:5678");
         assert_eq!(v["imageSpec"]["config"]["Cmd"][0], "sh");

@@ -960,3 +960,44 @@ async fn slow_but_moving_pull_is_not_cancelled() {
     .unwrap();
     assert_gone(&reg.config_digest);
 }
+
+#[tokio::test]
+async fn image_calls_without_docker_are_unavailable() {
+    // No dockerd needed: point at a socket that does not exist. Absent-image shortcuts
+    // (empty ImageStatus, successful RemoveImage) must not hide that dockerd is down.
+    let d = Daemon::start(&["--docker-endpoint=unix:///nonexistent/docker.sock"]).await;
+    let mut img = d.image().await;
+    let e = img
+        .list_images(cri::ListImagesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = img
+        .image_status(cri::ImageStatusRequest {
+            image: spec("busybox"),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = img
+        .remove_image(cri::RemoveImageRequest {
+            image: spec("busybox"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = img
+        .pull_image(cri::PullImageRequest {
+            image: spec("busybox"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = img
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+}

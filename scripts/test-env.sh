@@ -19,6 +19,7 @@ have docker-registry || need_pkgs+=(docker-registry)
 [ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
 have protoc || need_pkgs+=(protobuf-compiler)
 have htpasswd || need_pkgs+=(apache2-utils)
+have curl || need_pkgs+=(curl)
 have gcc || need_pkgs+=(gcc libc6-dev)
 have ip || need_pkgs+=(iproute2)
 have iptables || need_pkgs+=(iptables)
@@ -96,6 +97,81 @@ if ! image_exists cri-dockerd-test/pause:latest; then
 fi
 
 # --- registries ---------------------------------------------------------------------------------
-# (see below)
+# Debian's docker-registry (distribution 2.8) on 127.0.0.1:5000 (open) and 127.0.0.1:5001 (htpasswd:
+# testuser/testpass). Docker treats 127.0.0.0/8 as insecure, so plain HTTP works without config.
+reg_state=/var/lib/cri-dockerd-test
+reg_user=testuser
+reg_pass=testpass
+
+registry_up() { # port [user:pass] -> true when GET /v2/ answers 200 (or 401 without credentials)
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 ${2:+-u "$2"} "http://127.0.0.1:$1/v2/" || true)
+  [ "$code" = 200 ] || { [ -z "${2:-}" ] && [ "$code" = 401 ]; }
+}
+
+start_registry() { # name port [htpasswd-file]
+  local name=$1 port=$2 htp=${3:-} dir=$reg_state/$1
+  registry_up "$port" && return 0
+  mkdir -p "$dir/data"
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn, accesslog: {disabled: true}}"
+    echo "storage:"
+    echo "  filesystem: {rootdirectory: $dir/data}"
+    echo "  delete: {enabled: true}"
+    echo "http: {addr: '127.0.0.1:$port'}"
+    if [ -n "$htp" ]; then
+      echo "auth: {htpasswd: {realm: cri-dockerd-test, path: $htp}}"
+    fi
+  } >"$dir/config.yml"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    kill "$(cat "$dir/pid")" 2>/dev/null || true # alive but not answering: replace it
+    sleep 0.5
+  fi
+  setsid nohup docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+  for _ in $(seq 1 50); do registry_up "$port" && break; sleep 0.2; done
+  registry_up "$port" || { log "registry $name on :$port did not come up; see $dir/registry.log"; exit 1; }
+  log "started registry $name on 127.0.0.1:$port"
+}
+
+mkdir -p "$reg_state/registry-auth"
+htp=$reg_state/registry-auth/htpasswd
+if ! [ -s "$htp" ] || ! htpasswd -vb "$htp" "$reg_user" "$reg_pass" >/dev/null 2>&1; then
+  htpasswd -Bbn "$reg_user" "$reg_pass" >"$htp"
+fi
+start_registry registry 5000
+start_registry registry-auth 5001 "$htp"
+
+pushed() { # host/repo:tag [user:pass] -> true when the registry has that manifest
+  local ref=$1 host repo tag
+  host=${ref%%/*}; repo=${ref#*/}; tag=${repo##*:}; repo=${repo%:*}
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${2:+-u "$2"} \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$host/v2/$repo/manifests/$tag" || true)" = 200 ]
+}
+
+push_to() { # source target [user:pass docker-config-dir]
+  local src=$1 dst=$2 cred=${3:-} dcfg=${4:-}
+  pushed "$dst" "$cred" && return 0
+  docker tag "$src" "$dst"
+  docker ${dcfg:+--config "$dcfg"} push "$dst" >/dev/null
+  docker rmi "$dst" >/dev/null # keep only the registry copy; the source image stays
+  log "pushed $dst"
+}
+
+push_to cri-dockerd-test/busybox:latest 127.0.0.1:5000/test/busybox:latest
+push_to cri-dockerd-test/user-uid:latest 127.0.0.1:5000/test/user-uid:latest
+if ! pushed 127.0.0.1:5001/private/busybox:latest "$reg_user:$reg_pass"; then
+  # A private docker config dir, so no credential is written to ~/.docker; logout afterwards.
+  dcfg=$work/docker-config
+  mkdir -p "$dcfg"
+  printf '%s' "$reg_pass" | docker --config "$dcfg" login -u "$reg_user" --password-stdin 127.0.0.1:5001 \
+    >/dev/null 2>"$work/login.err" || { cat "$work/login.err" >&2; exit 1; }
+  rc=0
+  push_to cri-dockerd-test/busybox:latest 127.0.0.1:5001/private/busybox:latest "$reg_user:$reg_pass" "$dcfg" || rc=$?
+  docker --config "$dcfg" logout 127.0.0.1:5001 >/dev/null 2>&1 || true
+  [ $rc = 0 ] || exit $rc
+fi
 
 log "ready"

@@ -17,7 +17,7 @@ pub use container::{
     HostSpec, ListFilter, LogConfig, MountInfo, MountSpec, PortBinding, Propagation, ResourceSpec,
 };
 pub use error::{Error, Result};
-pub use image::{ImageApi, ImageInfo, PullAuth};
+pub use image::{DiskUsage, HistoryEntry, ImageApi, ImageDetails, ImageInfo, PullAuth};
 pub use system::{DaemonInfo, SystemApi, VersionInfo};
 
 /// Everything the domain layer needs from Docker.

@@ -4,6 +4,7 @@
 
 pub mod convert;
 mod error;
+pub mod exec;
 pub mod host;
 pub mod image;
 pub mod logs;

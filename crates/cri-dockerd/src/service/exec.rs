@@ -121,10 +121,11 @@ pub fn process_tree(root: i64) -> Vec<i64> {
             else {
                 continue;
             };
-            if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
-                if let Some(ppid) = parent_pid(&stat) {
-                    parents.push((pid, ppid));
-                }
+            if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+            {
+                parents.push((pid, ppid));
             }
         }
     }

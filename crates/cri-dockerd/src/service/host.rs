@@ -80,6 +80,7 @@ pub fn detect(cgroup_driver: &str, restrict: OomScoreRestrict) -> HostContext {
         min_oom_score_adj,
         daemon_capabilities: caps,
         cgroup_driver: cgroup_driver.to_string(),
+        cgroup_v2: std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
         ..Default::default()
     }
 }

@@ -144,10 +144,8 @@ impl LogManager {
 
     /// The container exited: copy what is left, then stop following (reopen is refused after).
     pub fn mark_exited(&self, container_id: &str) {
-        if let Ok(map) = self.lock() {
-            if let Some(f) = map.get(container_id) {
-                let _ = f.ctl.send(Ctl::Exited);
-            }
+        if let Some(f) = self.lock().ok().as_ref().and_then(|m| m.get(container_id)) {
+            let _ = f.ctl.send(Ctl::Exited);
         }
     }
 
@@ -160,11 +158,10 @@ impl LogManager {
 
     /// Stop copying (container removed); forget its state.
     pub fn forget(&self, container_id: &str) {
-        if let Ok(mut map) = self.lock() {
-            if let Some(f) = map.remove(container_id) {
-                let _ = f.ctl.send(Ctl::Stop);
-                f.task.abort();
-            }
+        let removed = self.lock().ok().and_then(|mut m| m.remove(container_id));
+        if let Some(f) = removed {
+            let _ = f.ctl.send(Ctl::Stop);
+            f.task.abort();
         }
         let _ = std::fs::remove_file(self.state_path(container_id));
     }

@@ -7,6 +7,7 @@ mod error;
 pub mod exec;
 pub mod host;
 pub mod image;
+pub mod inputs;
 pub mod logs;
 pub mod runtime_info;
 

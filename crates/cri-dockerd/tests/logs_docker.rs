@@ -72,8 +72,12 @@ fn cri_lines(path: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-async fn wait_until_drained(m: &LogManager, id: &str) {
-    m.mark_exited(id);
+/// Wait for the follower to stop; `tell` says the container exited, otherwise the follower must
+/// notice by itself (from Docker's on-disk state).
+async fn wait_until_drained(m: &LogManager, id: &str, tell: bool) {
+    if tell {
+        m.mark_exited(id);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while m.is_following(id) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -94,7 +98,13 @@ async fn docker_json_log_becomes_exact_cri_lines() {
     let m = LogManager::new(dir.path().join("state"));
     m.follow(&c.id, &docker_log_path(&c.id), cri.to_str().expect("utf8"))
         .expect("follow");
-    wait_until_drained(&m, &c.id).await;
+    // Not told: the follower sees the exit in Docker's state and stops after draining.
+    wait_until_drained(&m, &c.id, false).await;
+    let err = m.reopen(&c.id).await.expect_err("reopen after exit");
+    assert!(
+        matches!(err, cri_dockerd::service::Error::FailedPrecondition(_)),
+        "{err:?}"
+    );
 
     let lines = cri_lines(&cri);
     let mut stdout: Vec<_> = lines.iter().filter(|l| l.0 == "stdout").cloned().collect();
@@ -141,7 +151,7 @@ async fn follower_restart_loses_and_duplicates_nothing() {
     m.follow(&c.id, &docker_path, cri.to_str().expect("utf8"))
         .expect("follow");
     wait_exit(&c.id);
-    wait_until_drained(&m, &c.id).await;
+    wait_until_drained(&m, &c.id, true).await;
 
     let lines = cri_lines(&cri);
     let out: Vec<String> = lines

@@ -15,7 +15,10 @@
 //! Docker's own rotation (`max-size`, set daemon-wide on some hosts) is followed: when the file
 //! at the path is replaced, the old one is drained first (and on resume, `<path>.1` is searched).
 //! Polling backs off from 50 ms to 500 ms while a file is idle, so idle containers cost a stat
-//! twice a second; [`LogManager::mark_exited`] drains and ends a follower.
+//! twice a second. A follower ends, after draining, when the container exits: when told so by
+//! [`LogManager::mark_exited`], or when it sees Docker record the exit in the container's
+//! `config.v2.json` next to the log (re-read only when its mtime changes; Docker writes it after
+//! the log copier has finished). Exited containers therefore cost nothing.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -231,6 +234,67 @@ struct Copier {
     skip: u64,
     /// Bytes read from Docker's file past the last complete line.
     pending: Vec<u8>,
+    exit_probe: ExitProbe,
+}
+
+/// Watches Docker's on-disk record of the container (`config.v2.json` beside the log).
+#[derive(Debug, Default)]
+struct ExitProbe {
+    path: PathBuf,
+    mtime: Option<std::time::SystemTime>,
+    exited: bool,
+}
+
+impl ExitProbe {
+    fn new(docker_log_path: &str) -> ExitProbe {
+        let path = Path::new(docker_log_path)
+            .parent()
+            .map(|d| d.join("config.v2.json"))
+            .unwrap_or_default();
+        ExitProbe {
+            path,
+            ..Default::default()
+        }
+    }
+
+    /// Whether Docker has recorded that the container ran and stopped.
+    fn exited(&mut self) -> bool {
+        let Ok(mtime) = std::fs::metadata(&self.path).and_then(|m| m.modified()) else {
+            return self.exited;
+        };
+        if self.mtime != Some(mtime) {
+            self.mtime = Some(mtime);
+            self.exited = std::fs::read(&self.path)
+                .ok()
+                .is_some_and(|b| docker_state_exited(&b));
+        }
+        self.exited
+    }
+}
+
+/// From Docker's `config.v2.json`: not running, and finished at some real time (a created but
+/// not yet started container also is not running).
+pub fn docker_state_exited(config_v2: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct State {
+        running: bool,
+        #[serde(default)]
+        restarting: bool,
+        #[serde(default)]
+        finished_at: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Config {
+        state: State,
+    }
+    serde_json::from_slice::<Config>(config_v2).is_ok_and(|c| {
+        !c.state.running
+            && !c.state.restarting
+            && !c.state.finished_at.is_empty()
+            && !c.state.finished_at.starts_with("0001-")
+    })
 }
 
 impl Copier {
@@ -282,6 +346,7 @@ impl Copier {
             cri,
             skip,
             pending: Vec::new(),
+            exit_probe: ExitProbe::new(docker_log_path),
         };
         if let Some(f) = c.docker.as_mut() {
             f.seek(SeekFrom::Start(c.state.docker_offset))?;
@@ -317,7 +382,12 @@ impl Copier {
                         return;
                     }
                 }
-                Ok(0) => interval = (interval * 2).min(MAX_POLL),
+                Ok(0) => {
+                    exited = self.exit_probe.exited();
+                    if !exited {
+                        interval = (interval * 2).min(MAX_POLL);
+                    }
+                }
                 Ok(_) => interval = MIN_POLL,
                 Err(e) => {
                     tracing::warn!(container_id, "copying container log: {e}");
@@ -656,6 +726,61 @@ mod tests {
                 "stdout F 5"
             ]
         );
+    }
+
+    #[test]
+    fn reads_docker_exit_state() {
+        let state = |running: bool, finished: &str| {
+            format!(
+                r#"{{"State":{{"Running":{running},"Paused":false,"Restarting":false,"FinishedAt":"{finished}"}},"ID":"x"}}"#
+            )
+        };
+        assert!(docker_state_exited(
+            state(false, "2026-11-23T09:53:58.9Z").as_bytes()
+        ));
+        assert!(!docker_state_exited(
+            state(true, "2026-11-23T09:53:58.9Z").as_bytes()
+        ));
+        assert!(!docker_state_exited(
+            state(false, "0001-01-01T00:00:00Z").as_bytes()
+        ));
+        assert!(!docker_state_exited(b"{}"));
+        assert!(!docker_state_exited(b"garbage"));
+    }
+
+    #[tokio::test]
+    async fn follower_stops_when_docker_records_the_exit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docker = dir.path().join("c-json.log");
+        let config = dir.path().join("config.v2.json");
+        let cri = dir.path().join("0.log");
+        std::fs::write(
+            &config,
+            r#"{"State":{"Running":true,"FinishedAt":"0001-01-01T00:00:00Z"}}"#,
+        )
+        .expect("state");
+        write_docker(&docker, &[("stdout", "1\n")]);
+        let m = LogManager::new(dir.path().join("state"));
+        m.follow(
+            "cid",
+            docker.to_str().expect("utf8"),
+            cri.to_str().expect("utf8"),
+        )
+        .expect("follow");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(m.is_following("cid"));
+        write_docker(&docker, &[("stdout", "last\n")]);
+        std::fs::write(
+            &config,
+            r#"{"State":{"Running":false,"FinishedAt":"2026-11-23T09:53:58Z"}}"#,
+        )
+        .expect("state");
+        wait_for(|| !m.is_following("cid")).await;
+        assert_eq!(cri_texts(&cri), ["stdout F 1", "stdout F last"]);
+        assert!(matches!(
+            m.reopen("cid").await,
+            Err(Error::FailedPrecondition(_))
+        ));
     }
 
     #[tokio::test]

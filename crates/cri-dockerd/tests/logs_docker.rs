@@ -28,28 +28,29 @@ fn unique(prefix: &str) -> String {
 
 /// `docker run -d` a busybox shell script with the json-file driver.
 fn run_script(script: &str) -> Container {
+    run_script_with(&[], script)
+}
+
+fn run_script_with(opts: &[&str], script: &str) -> Container {
     let name = unique("cri-logs-test");
-    let id = common::docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--log-driver",
-        "json-file",
-        "cri-dockerd-test/busybox:latest",
-        "sh",
-        "-c",
-        script,
-    ]);
-    Container { id }
+    let mut args = vec!["run", "-d", "--name", &name, "--log-driver", "json-file"];
+    args.extend_from_slice(opts);
+    args.extend(["cri-dockerd-test/busybox:latest", "sh", "-c", script]);
+    Container {
+        id: common::docker(&args),
+    }
 }
 
 fn docker_log_path(id: &str) -> String {
     common::docker(&["inspect", "--format", "{{.LogPath}}", id])
 }
 
-fn wait_exit(id: &str) {
-    common::docker(&["wait", id]);
+/// `docker wait`, off the async runtime's thread (the followers run there).
+async fn wait_exit(id: &str) {
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || common::docker(&["wait", &id]))
+        .await
+        .expect("docker wait");
 }
 
 /// `(stream, tag, text)` of every CRI line; checks the timestamp parses.
@@ -92,7 +93,7 @@ async fn docker_json_log_becomes_exact_cri_lines() {
     let c = run_script(&format!(
         "echo one; echo two >&2; printf 'ünï ☃\\n'; echo {long}; printf 'no newline'"
     ));
-    wait_exit(&c.id);
+    wait_exit(&c.id).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cri = dir.path().join("pod/ctr/0.log");
     let m = LogManager::new(dir.path().join("state"));
@@ -150,7 +151,7 @@ async fn follower_restart_loses_and_duplicates_nothing() {
     let m = LogManager::new(state.clone());
     m.follow(&c.id, &docker_path, cri.to_str().expect("utf8"))
         .expect("follow");
-    wait_exit(&c.id);
+    wait_exit(&c.id).await;
     wait_until_drained(&m, &c.id, true).await;
 
     let lines = cri_lines(&cri);
@@ -171,6 +172,29 @@ async fn follower_restart_loses_and_duplicates_nothing() {
     assert!(lines.iter().all(|l| l.1 == "F"));
     m.forget(&c.id);
     assert!(!state.join(format!("{}.json", c.id)).exists());
+}
+
+#[tokio::test]
+async fn docker_log_rotation_is_followed() {
+    require_docker!();
+    // 4 KiB files: Docker rotates every ~50 lines (~150 ms), while the follower is running.
+    let n = 400;
+    let c = run_script_with(
+        &["--log-opt", "max-size=4k", "--log-opt", "max-file=5"],
+        &format!(
+            "i=1; while [ $i -le {n} ]; do echo rotating line $i; i=$((i+1)); usleep 2000; done"
+        ),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cri = dir.path().join("0.log");
+    let m = LogManager::new(dir.path().join("state"));
+    m.follow(&c.id, &docker_log_path(&c.id), cri.to_str().expect("utf8"))
+        .expect("follow");
+    wait_exit(&c.id).await;
+    wait_until_drained(&m, &c.id, false).await;
+    let got: Vec<String> = cri_lines(&cri).into_iter().map(|l| l.2).collect();
+    let want: Vec<String> = (1..=n).map(|i| format!("rotating line {i}")).collect();
+    assert_eq!(got, want);
 }
 
 fn cpu_ticks() -> u64 {

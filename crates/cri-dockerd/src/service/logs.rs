@@ -35,6 +35,8 @@ use super::{Error, Result};
 
 const MIN_POLL: Duration = Duration::from_millis(50);
 const MAX_POLL: Duration = Duration::from_millis(500);
+/// Rotated Docker log files looked at (`<path>.1` … `<path>.9`; Docker's `max-file`).
+const MAX_ROTATED: usize = 9;
 /// Largest amount of Docker log read per batch.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -320,16 +322,18 @@ impl Copier {
                 skip = cri_meta.len().saturating_sub(saved.cri_len);
                 state.cri_len = cri_meta.len() - skip;
             }
-            let rotated = format!("{docker_log_path}.1");
-            for candidate in [docker_log_path, rotated.as_str()] {
-                if let Ok(f) = File::open(candidate) {
-                    let m = f.metadata()?;
-                    if m.ino() == saved.docker_inode && m.len() >= saved.docker_offset {
-                        state.docker_inode = saved.docker_inode;
-                        state.docker_offset = saved.docker_offset;
-                        docker = Some(f);
-                        break;
-                    }
+            let candidates = std::iter::once(docker_log_path.to_string())
+                .chain((1..=MAX_ROTATED).map(|i| format!("{docker_log_path}.{i}")));
+            for candidate in candidates {
+                let Ok(f) = File::open(&candidate) else {
+                    continue;
+                };
+                let m = f.metadata()?;
+                if m.ino() == saved.docker_inode && m.len() >= saved.docker_offset {
+                    state.docker_inode = saved.docker_inode;
+                    state.docker_offset = saved.docker_offset;
+                    docker = Some(f);
+                    break;
                 }
             }
             if docker.is_none() {
@@ -337,7 +341,17 @@ impl Copier {
                     docker_log_path,
                     "docker log was rotated away while not followed: output may be missing"
                 );
+                // Whatever Docker still keeps is newer than what was copied: start with the oldest.
+                if let Some((f, ino)) = next_file(docker_log_path, saved.docker_inode) {
+                    state.docker_inode = ino;
+                    docker = Some(f);
+                }
             }
+        } else if let Some((f, ino)) = next_file(docker_log_path, 0) {
+            // First follow of a container whose log Docker has rotated already (it started
+            // before being followed): begin with the oldest file Docker keeps.
+            state.docker_inode = ino;
+            docker = Some(f);
         }
         let mut c = Copier {
             state,
@@ -430,8 +444,17 @@ impl Copier {
             // At the end of the file: has Docker rotated it (a new file at the path)?
             match std::fs::metadata(&self.state.docker_log_path) {
                 Ok(m) if m.ino() != self.state.docker_inode => {
-                    // Drained (copy_available returned 0): switch to the new file.
-                    self.docker = None;
+                    // Drained (copy_available returned 0): go on with the next newer file, a
+                    // rotated one if Docker rotated more than once since, else the current one.
+                    self.pending.clear();
+                    self.state.docker_offset = 0;
+                    match next_file(&self.state.docker_log_path, self.state.docker_inode) {
+                        Some((f, ino)) => {
+                            self.state.docker_inode = ino;
+                            self.docker = Some(f);
+                        }
+                        None => self.docker = None,
+                    }
                 }
                 Ok(m) if m.len() < self.state.docker_offset => {
                     // Truncated in place: start over.
@@ -493,6 +516,26 @@ impl Copier {
         self.state.cri_len += out.len() as u64;
         Ok(())
     }
+}
+
+/// The rotated Docker log file that follows the one with inode `after` (`<path>.k` is followed
+/// by `<path>.k-1`); `None` when the next one is the current file at `path`. If `after` is no
+/// longer among the rotated files, every rotated file left is newer: the oldest comes next.
+fn next_file(path: &str, after: u64) -> Option<(File, u64)> {
+    let mut rotated = Vec::new();
+    for i in 1..=MAX_ROTATED {
+        let Ok(f) = File::open(format!("{path}.{i}")) else {
+            break;
+        };
+        let Ok(ino) = f.metadata().map(|m| m.ino()) else {
+            break;
+        };
+        if ino == after {
+            return rotated.pop();
+        }
+        rotated.push((f, ino));
+    }
+    rotated.pop()
 }
 
 #[derive(Deserialize)]
@@ -726,6 +769,34 @@ mod tests {
                 "stdout F 5"
             ]
         );
+
+        // Two rotations between two looks (live), then two more while down.
+        let rotate = || {
+            for i in (1..3).rev() {
+                let from = dir.path().join(format!("c-json.log.{i}"));
+                if from.exists() {
+                    std::fs::rename(&from, dir.path().join(format!("c-json.log.{}", i + 1)))
+                        .expect("shift");
+                }
+            }
+            std::fs::rename(&docker, dir.path().join("c-json.log.1")).expect("rotate");
+        };
+        write_docker(&docker, &[("stdout", "6\n")]);
+        rotate();
+        write_docker(&docker, &[("stdout", "7\n")]);
+        rotate();
+        write_docker(&docker, &[("stdout", "8\n")]);
+        c.pump().expect("pump");
+        drop(c);
+        write_docker(&docker, &[("stdout", "9\n")]);
+        rotate();
+        write_docker(&docker, &[("stdout", "10\n")]);
+        rotate();
+        write_docker(&docker, &[("stdout", "11\n")]);
+        let mut c = copier(dir.path(), &docker, &cri);
+        c.pump().expect("pump");
+        let want: Vec<String> = (1..=11).map(|i| format!("stdout F {i}")).collect();
+        assert_eq!(cri_texts(&cri), want);
     }
 
     #[test]

@@ -94,6 +94,9 @@ fn create_body(spec: &ContainerSpec) -> Value {
     if !h.runtime.is_empty() {
         hc["Runtime"] = json!(h.runtime);
     }
+    if let Some(l) = &h.log_config {
+        hc["LogConfig"] = json!({"Type": l.driver, "Config": l.options});
+    }
     let mut body = json!({
         "Image": spec.image, "Env": spec.env, "Labels": spec.labels,
         "WorkingDir": spec.working_dir, "User": spec.user, "Hostname": spec.hostname,
@@ -398,6 +401,7 @@ async fn rich_container_in_real_docker(creator: Creator) {
         format!("container:{sandbox_id}")
     );
     assert_eq!(inspect(&id, "{{.Config.Labels.app}}"), "rich");
+    assert_eq!(inspect(&id, "{{.HostConfig.LogConfig.Type}}"), "json-file");
     let mounts = inspect(
         &id,
         "{{range .Mounts}}{{.Destination}}:{{.RW}}:{{.Propagation}} {{end}}",

@@ -81,6 +81,26 @@ async fn exec_sync_returns_stdout_stderr_and_exit_code() {
     assert_eq!(r.stderr, b"err\n");
     assert_eq!(r.exit_code, 3);
 
+    // The same through CRI v1alpha2.
+    let mut alpha = d.runtime_alpha().await;
+    let r = alpha
+        .exec_sync(k8s_cri::v1alpha2::ExecSyncRequest {
+            container_id: c.id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo a; echo b >&2; exit 4".into(),
+            ],
+            timeout: 5,
+        })
+        .await
+        .expect("v1alpha2 exec")
+        .into_inner();
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"a\n"[..], &b"b\n"[..], 4)
+    );
+
     // A command that does not exist: Docker reports exit code 126/127, not an RPC error.
     let r = rt
         .exec_sync(req(&c.id, &["/no/such/binary"], 10))

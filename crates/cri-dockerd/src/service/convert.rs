@@ -24,7 +24,8 @@ use k8s_cri::v1 as cri;
 use super::host::CAPABILITIES;
 use super::{Error, Result};
 use crate::docker::{
-    ContainerSpec, DeviceSpec, HostSpec, MountSpec, PortBinding, Propagation, ResourceSpec,
+    ContainerSpec, DeviceSpec, HostSpec, LogConfig, MountSpec, PortBinding, Propagation,
+    ResourceSpec,
 };
 
 /// What the translation needs to know about the pod the container joins.
@@ -149,6 +150,12 @@ pub fn container_spec(
     spec.host.devices = devices(&cfg.devices)?;
     spec.host.cgroup_parent = cgroup_parent(&sandbox.cgroup_parent, &host.cgroup_driver)?;
     spec.host.runtime = sandbox.runtime.clone();
+    // The CRI log is made from Docker's json-file log (see `service::logs`), whatever the
+    // daemon's default driver; the daemon's json-file options (max-size …) still apply.
+    spec.host.log_config = Some(LogConfig {
+        driver: "json-file".into(),
+        options: HashMap::new(),
+    });
 
     let linux = cfg.linux.clone().unwrap_or_default();
     if let Some(r) = &linux.resources {

@@ -132,6 +132,13 @@ fn basic_fields() {
     assert_eq!(s.labels, labels);
     assert!(s.tty && s.open_stdin && s.stdin_once);
     assert_eq!(s.host.cgroup_parent, "/kubepods/burstable/pod1");
+    assert_eq!(
+        s.host.log_config,
+        Some(crate::docker::LogConfig {
+            driver: "json-file".into(),
+            options: HashMap::new()
+        })
+    );
 
     // No command/args: the image's ENTRYPOINT/CMD stay.
     let s = ok(&base());

@@ -153,6 +153,47 @@ async fn exec_sync_timeout_kills_the_process() {
     assert_eq!(r.exit_code, 0);
 }
 
+/// Output of `ps` in `id` once `pattern` disappeared from it (or after 5 s).
+async fn ps_without(id: &str, pattern: &str) -> String {
+    let mut left = String::new();
+    for _ in 0..50 {
+        left = common::docker(&["exec", id, "ps", "-o", "pid,args"]);
+        if !left.contains(pattern) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    left
+}
+
+#[tokio::test]
+async fn exec_sync_timeout_kills_even_when_the_client_gave_up() {
+    require_docker!();
+    let c = Container::run();
+    let d = common::Daemon::start(&[]).await;
+    let mut rt = d.runtime().await;
+
+    // The client's deadline (1 s) ends the RPC before the exec timeout (2 s) does.
+    let mut request = tonic::Request::new(req(&c.id, &["sleep", "778"], 2));
+    request.set_timeout(std::time::Duration::from_secs(1));
+    let err = rt.exec_sync(request).await.expect_err("client deadline");
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    let running = common::docker(&["exec", &c.id, "ps", "-o", "pid,args"]);
+    assert!(
+        running.contains("sleep 778"),
+        "exec should still run until its own timeout"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let left = ps_without(&c.id, "sleep 778").await;
+    assert!(
+        !left.contains("sleep 778"),
+        "process survived its timeout:\n{left}"
+    );
+}
+
 #[tokio::test]
 async fn exec_sync_errors_have_proper_codes() {
     require_docker!();

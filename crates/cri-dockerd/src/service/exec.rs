@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::{Error, Result, Runtime};
-use crate::docker::{self, ExecSpec};
+use crate::docker::{self, DockerApi, ExecOutput, ExecSpec};
 
 /// Most output ExecSync returns (stdout and stderr together): kubelet's CRI client accepts
 /// messages up to 16 MiB; a little room is kept for the rest of the message.
@@ -50,63 +50,83 @@ impl Runtime {
                 other => other.into(),
             })?;
         tracing::debug!(exec_id = %exec_id, cmd = ?req.cmd, timeout = req.timeout, "exec sync");
-        let run = self.docker.run_exec(&exec_id, MAX_EXEC_OUTPUT);
-        let output = if req.timeout > 0 {
-            let limit = Duration::from_secs(req.timeout.unsigned_abs());
-            match tokio::time::timeout(limit, run).await {
-                Ok(out) => out?,
-                Err(_) => {
-                    self.kill_exec(&exec_id).await;
-                    return Err(Error::DeadlineExceeded(format!(
-                        "command {:?} timed out after {}s and was killed",
-                        req.cmd, req.timeout
-                    )));
-                }
+        // The run (and the kill on timeout) is a task of its own: if the client gives up first
+        // (its deadline is usually the same timeout), the process is still killed on time.
+        let docker = self.docker.clone();
+        let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout.unsigned_abs()));
+        let id = exec_id.clone();
+        let task = tokio::spawn(async move { run_exec(docker.as_ref(), &id, timeout).await });
+        let output = match task.await {
+            Ok(Ok(Some(out))) => out,
+            Ok(Ok(None)) => {
+                return Err(Error::DeadlineExceeded(format!(
+                    "command {:?} timed out after {}s and was killed",
+                    req.cmd, req.timeout
+                )));
             }
-        } else {
-            run.await?
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::Internal(format!("exec task failed: {e}"))),
         };
         if output.truncated {
             tracing::warn!(exec_id = %exec_id, "exec output beyond {MAX_EXEC_OUTPUT} bytes was discarded");
         }
-        let exit_code = self.exec_exit_code(&exec_id).await?;
+        let exit_code = exec_exit_code(self.docker.as_ref(), &exec_id).await?;
         Ok(cri::ExecSyncResponse {
             stdout: output.stdout,
             stderr: output.stderr,
             exit_code,
         })
     }
+}
 
-    /// The exit code, once Docker has recorded it (the output stream can close a moment before).
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<i32> {
-        for _ in 0..100 {
-            let info = self.docker.inspect_exec(exec_id).await?;
-            if let Some(code) = info.exit_code.filter(|_| !info.running) {
-                return i32::try_from(code)
-                    .map_err(|_| Error::Internal(format!("exec exit code {code} out of range")));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Run `exec_id` to completion; `None` when `timeout` expired (the process is then killed).
+async fn run_exec(
+    docker: &dyn DockerApi,
+    exec_id: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<ExecOutput>> {
+    let run = docker.run_exec(exec_id, MAX_EXEC_OUTPUT);
+    let Some(limit) = timeout else {
+        return Ok(Some(run.await?));
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(out) => Ok(Some(out?)),
+        Err(_) => {
+            kill_exec(docker, exec_id).await;
+            Ok(None)
         }
-        Err(Error::Internal(format!(
-            "exec {exec_id} closed its output but Docker reports it still running"
-        )))
     }
+}
 
-    /// SIGKILL the exec'd process and its descendants (Docker has no exec kill). Best effort:
-    /// failures are logged.
-    async fn kill_exec(&self, exec_id: &str) {
-        let pid = match self.docker.inspect_exec(exec_id).await {
-            Ok(info) if info.running && info.pid > 0 => info.pid,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(exec_id, "cannot inspect timed-out exec to kill it: {e}");
-                return;
-            }
-        };
-        let pids = process_tree(pid);
-        tracing::info!(exec_id, pid, ?pids, "killing timed-out exec");
-        kill_pids(&pids).await;
+/// The exit code, once Docker has recorded it (the output stream can close a moment before).
+async fn exec_exit_code(docker: &dyn DockerApi, exec_id: &str) -> Result<i32> {
+    for _ in 0..100 {
+        let info = docker.inspect_exec(exec_id).await?;
+        if let Some(code) = info.exit_code.filter(|_| !info.running) {
+            return i32::try_from(code)
+                .map_err(|_| Error::Internal(format!("exec exit code {code} out of range")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Err(Error::Internal(format!(
+        "exec {exec_id} closed its output but Docker reports it still running"
+    )))
+}
+
+/// SIGKILL the exec'd process and its descendants (Docker has no exec kill). Best effort:
+/// failures are logged. Needs this daemon in dockerd's PID namespace (Docker reports host PIDs).
+async fn kill_exec(docker: &dyn DockerApi, exec_id: &str) {
+    let pid = match docker.inspect_exec(exec_id).await {
+        Ok(info) if info.running && info.pid > 0 => info.pid,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(exec_id, "cannot inspect timed-out exec to kill it: {e}");
+            return;
+        }
+    };
+    let pids = process_tree(pid);
+    tracing::info!(exec_id, pid, ?pids, "killing timed-out exec");
+    kill_pids(&pids).await;
 }
 
 /// `root` and every descendant, from `/proc/*/stat`. Parents come before children.

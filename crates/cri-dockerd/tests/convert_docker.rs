@@ -551,3 +551,92 @@ async fn translation_through_container_api() {
     let client = DockerClient::new(&common::docker_endpoint());
     rich_container_in_real_docker(Creator::Api(client)).await;
 }
+
+/// A pod in the host's network, PID and IPC namespaces: the sandbox and a container created from
+/// the translation see the host's hostname, processes and IPC.
+#[tokio::test]
+async fn host_namespaces_pod_in_real_docker() {
+    require_docker!();
+    use cri::NamespaceMode as M;
+    let mut cleanup = Cleanup::default();
+    let host_ctx = host::detect("cgroupfs", OomScoreRestrict::Auto);
+    let ns = cri::NamespaceOption {
+        network: M::Node as i32,
+        pid: M::Node as i32,
+        ipc: M::Node as i32,
+        ..Default::default()
+    };
+    let pod = unique("k8s_POD_hostns");
+    let sb_cfg = cri::PodSandboxConfig {
+        hostname: "ignored-for-host-network".into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(ns.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sb_spec = convert::sandbox_spec(
+        &sb_cfg,
+        &pod,
+        "cri-dockerd-test/pause:latest",
+        HashMap::new(),
+        "",
+        &host_ctx,
+    )
+    .expect("sandbox spec");
+    let sandbox_id = Creator::Oracle
+        .create_and_start(&sb_spec, &mut cleanup)
+        .await;
+    assert_eq!(
+        inspect(
+            &sandbox_id,
+            "{{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} {{.HostConfig.UTSMode}}"
+        ),
+        "host host host host"
+    );
+
+    let cfg = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "cri-dockerd-test/busybox:latest".into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "1000".into()],
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(ns),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ctx = SandboxContext {
+        sandbox_id: sandbox_id.clone(),
+        ..Default::default()
+    };
+    let spec = convert::container_spec(
+        &cfg,
+        &unique("k8s_c_hostns"),
+        HashMap::new(),
+        &ctx,
+        &host_ctx,
+    )
+    .expect("container spec");
+    let id = Creator::Oracle.create_and_start(&spec, &mut cleanup).await;
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let (_, h) = exec(&id, "hostname");
+    assert_eq!(h.trim(), host_name.trim());
+    let (_, init) = exec(&id, "cat /proc/1/comm");
+    let host_init = std::fs::read_to_string("/proc/1/comm").expect("comm");
+    assert_eq!(init.trim(), host_init.trim());
+    let (_, ipc) = exec(&id, "readlink /proc/self/ns/ipc");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("ns");
+    assert_eq!(ipc.trim(), host_ipc.to_string_lossy());
+}

@@ -158,8 +158,8 @@ impl RuntimeService for RuntimeV1 {
         Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
-    async fn exec_sync(&self, _req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
-        unimplemented("ExecSync")
+    async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
+        Ok(Response::new(self.rt.exec_sync(req.get_ref()).await?))
     }
 
     async fn exec(&self, _req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {

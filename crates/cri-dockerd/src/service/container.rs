@@ -128,6 +128,7 @@ impl Runtime {
             namespace_options,
             runtime: sandbox_info.runtime.clone(),
         };
+        let host = super::inputs::container_inputs(cfg, &host)?;
         let mut spec = convert::container_spec(cfg, &name, docker_labels, &sandbox_ctx, &host)?;
 
         // An intent marker: if we die before Docker's answer arrives, start-up recovery removes

@@ -6,8 +6,10 @@ pub mod cgroup;
 pub mod container;
 pub mod convert;
 mod error;
+pub mod exec;
 pub mod host;
 pub mod image;
+pub mod inputs;
 pub mod labels;
 pub mod logs;
 pub mod naming;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 
-use crate::config::{Config, OomScoreRestrict};
+use crate::config::Config;
 use crate::docker::DockerApi;
 use crate::network::NetworkPlugin;
 use crate::store::CheckpointStore;
@@ -72,18 +74,10 @@ impl Runtime {
         self.host
             .get_or_try_init(|| async {
                 let info = self.docker.info().await?;
-                let mut host = host::detect(&info.cgroup_driver, self.config.restrict_oom_score_adj);
-                if self.config.restrict_oom_score_adj == OomScoreRestrict::Auto
-                    && host.min_oom_score_adj.is_none()
-                {
-                    host.min_oom_score_adj = probe_min_oom_score_adj();
-                }
-                if let Some(min) = host.min_oom_score_adj {
-                    tracing::warn!(
-                        min_oom_score_adj = min,
-                        "this host refuses lower oom_score_adj values (CAP_SYS_RESOURCE missing?); clamping requests to {min}"
-                    );
-                }
+                let mut host =
+                    host::detect(&info.cgroup_driver, self.config.restrict_oom_score_adj);
+                host.docker_bridge =
+                    self.config.network_plugin == crate::config::NetworkPluginKind::NoOp;
                 // Recovery is best effort: only an unreachable dockerd postpones start-up.
                 match self.recover().await {
                     Err(e @ Error::Unavailable(_)) => return Err(e),
@@ -118,27 +112,4 @@ fn owner_id(root: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(root.to_string_lossy().as_bytes());
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// TEMPORARY, to be replaced by `host::detect` (the other engineer's): the lowest
-/// oom_score_adj this host lets a process set, by asking a child shell to write -998 to its own
-/// `/proc/self/oom_score_adj`. `None` when that works (no restriction); otherwise our own current
-/// value, which an unprivileged process may always keep.
-fn probe_min_oom_score_adj() -> Option<i64> {
-    let ok = std::process::Command::new("sh")
-        .args(["-c", "echo -998 > /proc/self/oom_score_adj"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        return None;
-    }
-    let current = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or(0);
-    Some(current.max(0))
 }

@@ -9,8 +9,7 @@ use k8s_cri::v1 as cri;
 use super::labels::{self, Bookkeeping, TYPE_SANDBOX};
 use super::state::{SandboxEntry, id_matches};
 use super::{Error, Result, Runtime, convert, naming};
-use crate::config::NetworkPluginKind;
-use crate::docker::{self, ContainerSpec, PortBinding};
+use crate::docker::{self, ContainerSpec};
 use crate::store::{PortMapping, SandboxCheckpoint};
 
 /// How long the pause container gets to stop before it is killed (as the Go original).
@@ -133,6 +132,7 @@ impl Runtime {
                 ..Default::default()
             },
         )?;
+        let host = super::inputs::sandbox_inputs(cfg, &host)?;
         let mut spec = convert::sandbox_spec(
             cfg,
             &name,
@@ -147,24 +147,8 @@ impl Runtime {
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
-        let host_network = ns.network == cri::NamespaceMode::Node as i32;
-        if !host_network && self.config.network_plugin == NetworkPluginKind::NoOp {
-            // no-op: Docker's default bridge, publishing the pod's ports.
-            spec.host.network_mode = "bridge".into();
-            if spec.host.port_bindings.is_empty() {
-                spec.host.port_bindings = cfg
-                    .port_mappings
-                    .iter()
-                    .filter(|p| p.container_port > 0)
-                    .map(|p| PortBinding {
-                        container_port: u16::try_from(p.container_port).unwrap_or(0),
-                        protocol: protocol_name(p.protocol).into(),
-                        host_ip: p.host_ip.clone(),
-                        host_port: u16::try_from(p.host_port).unwrap_or(0),
-                    })
-                    .collect();
-            }
-        }
+        // The no-op plugin's Docker bridge and published ports come from the translation
+        // (`HostContext::docker_bridge`).
 
         let id = self.create_container_recovering(&mut spec, true).await?;
         // From here on, a failure removes what was made.

@@ -208,7 +208,8 @@ async fn container_lifecycle_and_status() {
     .await
     .unwrap();
 
-    // sh ignores SIGTERM as PID 1: stopped by SIGKILL after the timeout.
+    // Stopped by SIGTERM (143) when sh shares the pod's PID namespace (the CRI default, pid=POD),
+    // or by SIGKILL after the timeout (137) where sh is PID 1 and ignores SIGTERM.
     for _ in 0..2 {
         rt.stop_container(cri::StopContainerRequest {
             container_id: id.clone(),
@@ -219,7 +220,7 @@ async fn container_lifecycle_and_status() {
     }
     let s = status(&mut rt, &id).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
-    assert_eq!(s.exit_code, 137);
+    assert!(matches!(s.exit_code, 137 | 143), "exit code {}", s.exit_code);
     assert_eq!(s.reason, "Error");
     assert!(s.finished_at >= s.started_at && s.finished_at > 0);
     let e = rt

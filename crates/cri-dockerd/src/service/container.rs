@@ -170,7 +170,13 @@ impl Runtime {
             .await
             .map_err(|e| with_context(e.into(), "starting container"))?;
         if !cri_log.is_empty() {
-            self.logs.follow(&info.id, &info.log_path, &cri_log)?;
+            // Docker 20.10 assigns the json-file path only when the container starts.
+            let docker_log = if info.log_path.is_empty() {
+                self.docker.inspect_container(&info.id).await?.log_path
+            } else {
+                info.log_path.clone()
+            };
+            self.logs.follow(&info.id, &docker_log, &cri_log)?;
         }
         tracing::info!(container_id = %info.id, "container started");
         Ok(())

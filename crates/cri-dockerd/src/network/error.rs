@@ -22,32 +22,11 @@ pub enum Error {
     #[error("failed to find plugin {plugin:?} in path {dirs:?}")]
     PluginNotFound { plugin: String, dirs: Vec<PathBuf> },
     /// The plugin reported a CNI error (`{"code":…,"msg":…,"details":…}`).
-    #[error(
-        "plugin type={plugin:?} name={network:?} failed ({command}): code {code}: {msg}{}{}",
-        if details.is_empty() { String::new() } else { format!(" ({details})") },
-        if stderr.is_empty() { String::new() } else { format!("; stderr: {}", stderr.trim_end()) }
-    )]
-    Plugin {
-        plugin: String,
-        network: String,
-        command: &'static str,
-        code: u64,
-        msg: String,
-        details: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Plugin(Box<PluginError>),
     /// The plugin exited non-zero without a parseable CNI error.
-    #[error(
-        "plugin type={plugin:?} name={network:?} failed ({command}): {status}; stdout: {stdout:?}; stderr: {stderr:?}"
-    )]
-    PluginFailed {
-        plugin: String,
-        network: String,
-        command: &'static str,
-        status: String,
-        stdout: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    PluginFailed(Box<PluginExit>),
     /// The plugin ran longer than the timeout and was killed.
     #[error(
         "plugin type={plugin:?} name={network:?} ({command}) timed out after {after:?} and was killed"
@@ -93,8 +72,39 @@ impl Error {
     /// The CNI error code when a plugin reported one.
     pub fn cni_code(&self) -> Option<u64> {
         match self {
-            Error::Plugin { code, .. } => Some(*code),
+            Error::Plugin(e) => Some(e.code),
             _ => None,
         }
     }
+}
+
+/// A CNI error object a plugin printed, with its stderr.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin type={plugin:?} name={network:?} failed ({command}): code {code}: {msg}{}{}",
+    if details.is_empty() { String::new() } else { format!(" ({details})") },
+    if stderr.is_empty() { String::new() } else { format!("; stderr: {}", stderr.trim_end()) }
+)]
+pub struct PluginError {
+    pub plugin: String,
+    pub network: String,
+    pub command: &'static str,
+    pub code: u64,
+    pub msg: String,
+    pub details: String,
+    pub stderr: String,
+}
+
+/// A plugin that failed without a CNI error object: exit status and output.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin type={plugin:?} name={network:?} failed ({command}): {status}; stdout: {stdout:?}; stderr: {stderr:?}"
+)]
+pub struct PluginExit {
+    pub plugin: String,
+    pub network: String,
+    pub command: &'static str,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
 }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use crate::config::{Config, NetworkPluginKind};
 
 pub use cni::CniPlugin;
-pub use error::Error;
+pub use error::{Error, PluginError, PluginExit};
 pub use noop::NoOp;
 
 /// Result of network operations.

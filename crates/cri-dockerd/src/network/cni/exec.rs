@@ -182,7 +182,7 @@ pub fn plugin_error(stdout: &[u8], stderr: &str, status: &str, label: Label<'_>)
                 })
                 .unwrap_or_default()
         };
-        return Error::Plugin {
+        return Error::Plugin(Box::new(crate::network::error::PluginError {
             plugin: label.plugin.to_string(),
             network: label.network.to_string(),
             command: label.command.as_str(),
@@ -190,16 +190,16 @@ pub fn plugin_error(stdout: &[u8], stderr: &str, status: &str, label: Label<'_>)
             msg: text("msg"),
             details: text("details"),
             stderr: stderr.to_string(),
-        };
+        }));
     }
-    Error::PluginFailed {
+    Error::PluginFailed(Box::new(crate::network::error::PluginExit {
         plugin: label.plugin.to_string(),
         network: label.network.to_string(),
         command: label.command.as_str(),
         status: status.to_string(),
         stdout: String::from_utf8_lossy(stdout).into_owned(),
         stderr: stderr.to_string(),
-    }
+    }))
 }
 
 #[cfg(test)]
@@ -315,15 +315,10 @@ mod tests {
             .await
             .unwrap_err();
         match &err {
-            Error::PluginFailed {
-                stdout,
-                stderr,
-                status,
-                ..
-            } => {
-                assert!(stdout.contains("garbage"));
-                assert!(stderr.contains("panic"));
-                assert!(status.contains('3'), "{status}");
+            Error::PluginFailed(e) => {
+                assert!(e.stdout.contains("garbage"));
+                assert!(e.stderr.contains("panic"));
+                assert!(e.status.contains('3'), "{}", e.status);
             }
             other => panic!("{other:?}"),
         }

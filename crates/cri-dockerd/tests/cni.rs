@@ -538,11 +538,11 @@ async fn del_after_the_netns_is_gone_succeeds() {
 #[tokio::test]
 async fn network_ready_flips_when_a_conflist_appears() {
     require_netns!();
-    let w = World::new();
+    let mut w = World::new();
     let plugin = w.plugin(false);
     let err = plugin.status().unwrap_err();
     assert_eq!(err.reason, "NetworkPluginNotReady");
-    let (_, path) = (0, PathBuf::from("/proc/self/ns/net"));
+    let (_, path) = w.add_netns();
     let e = plugin
         .setup_pod(&pod(&w, "early", &path))
         .await
@@ -639,4 +639,139 @@ impl World {
             })
             .unwrap_or_default()
     }
+}
+
+fn fixture(w: &World, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = w.path("bin").join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn status_and_gc_for_cni_1_1_0_networks() {
+    require_netns!();
+    let mut w = World::new();
+    let log = w.path("calls.log");
+    let flag = w.path("unhealthy");
+    // A 1.1.0 plugin: STATUS fails while the flag file exists; every call is logged with stdin.
+    fixture(
+        &w,
+        "fix11",
+        &format!(
+            r#"in=$(cat); echo "$CNI_COMMAND $in" >> {log}
+case "$CNI_COMMAND" in
+  VERSION) echo '{{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}}';;
+  STATUS) if [ -e {flag} ]; then echo '{{"cniVersion":"1.1.0","code":50,"msg":"plugin not available","details":"no backend"}}'; exit 1; fi;;
+  ADD) echo '{{"cniVersion":"1.1.0","interfaces":[{{"name":"eth0","sandbox":"'$CNI_NETNS'"}}],"ips":[{{"address":"10.250.0.9/24","interface":0}}]}}';;
+esac
+exit 0"#,
+            log = log.display(),
+            flag = flag.display()
+        ),
+    );
+    let list =
+        json!({"cniVersion": "1.1.0", "name": w.network_name(), "plugins": [{"type": "fix11"}]});
+    std::fs::write(w.path("net.d").join("10-v11.conflist"), list.to_string()).unwrap();
+    let plugin = w.plugin(true);
+    plugin.refresh().await;
+    assert!(plugin.status().is_ok(), "{:?}", plugin.status());
+    std::fs::write(&flag, "").unwrap();
+    plugin.refresh().await;
+    let nr = plugin.status().unwrap_err();
+    assert!(
+        nr.message.contains("plugin not available"),
+        "{}",
+        nr.message
+    );
+    assert!(nr.message.contains("code 50"), "{}", nr.message);
+    std::fs::remove_file(&flag).unwrap();
+    plugin.refresh().await;
+    assert!(plugin.status().is_ok());
+
+    // Two attachments; GC keeps the valid one, DELs the stale one, then GC's the plugin.
+    let (_, ns_keep) = w.add_netns();
+    let (_, ns_stale) = w.add_netns();
+    let keep = pod(&w, "keep", &ns_keep);
+    let stale = pod(&w, "stale", &ns_stale);
+    plugin.setup_pod(&keep).await.expect("ADD keep");
+    plugin.setup_pod(&stale).await.expect("ADD stale");
+    plugin
+        .gc(std::slice::from_ref(&keep.sandbox_id))
+        .await
+        .expect("GC");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let del_stale = calls
+        .lines()
+        .filter(|l| l.starts_with("DEL ") && l.contains("\"prevResult\""))
+        .count();
+    assert_eq!(
+        del_stale, 1,
+        "one DEL (with prevResult) for the stale attachment:\n{calls}"
+    );
+    let gc = calls
+        .lines()
+        .find(|l| l.starts_with("GC "))
+        .expect("a GC call");
+    let gc_conf: Value = serde_json::from_str(gc.trim_start_matches("GC ")).unwrap();
+    assert_eq!(
+        gc_conf["cni.dev/valid-attachments"],
+        json!([{"containerID": keep.sandbox_id, "ifname": "eth0"}])
+    );
+    let files = w.cache_files();
+    assert!(
+        files.iter().any(|f| f.contains(&keep.sandbox_id)),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.contains(&stale.sandbox_id)),
+        "{files:?}"
+    );
+    plugin.teardown_pod(&keep).await.expect("DEL keep");
+    assert!(w.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn teardown_uses_the_cached_config_after_the_conf_changed() {
+    require_netns!();
+    let mut w = World::new();
+    w.standard_conflist();
+    let plugin = w.plugin(false);
+    let (_, path) = w.add_netns();
+    let p = pod(&w, "old", &path);
+    let s = plugin.setup_pod(&p).await.expect("ADD");
+    // The admin replaces the network (as an upgrade or a CNI re-install would).
+    std::fs::remove_file(w.path("net.d").join("10-test.conflist")).unwrap();
+    let other =
+        json!({"cniVersion": "1.0.0", "name": "other-net", "plugins": [{"type": "loopback"}]});
+    std::fs::write(w.path("net.d").join("20-other.conflist"), other.to_string()).unwrap();
+    assert_eq!(plugin.current_network().unwrap().1.name, "other-net");
+    plugin.teardown_pod(&p).await.expect("DEL");
+    assert!(
+        w.leases().is_empty(),
+        "lease of {} kept: {:?}",
+        s.ip,
+        w.leases()
+    );
+    assert!(w.cache_files().is_empty(), "{:?}", w.cache_files());
+    assert!(
+        iptables_lines()
+            .iter()
+            .all(|l| !l.contains(&s.ip.to_string()))
+    );
+}
+
+#[tokio::test]
+async fn the_hosts_own_netns_is_refused() {
+    require_netns!();
+    let w = World::new();
+    w.standard_conflist();
+    let plugin = w.plugin(false);
+    let p = pod(&w, "host", Path::new("/proc/self/ns/net"));
+    let err = plugin.setup_pod(&p).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    // Teardown with it runs without a netns (the loopback DEL would take the host's lo down).
+    plugin.teardown_pod(&p).await.expect("DEL");
+    let lo = sh_ok("ip", &["-o", "link", "show", "lo"]);
+    assert!(lo.contains(",UP"), "host lo must stay up: {lo}");
 }

@@ -340,6 +340,13 @@ impl CniPlugin {
                 pod.sandbox_id
             )));
         }
+        if is_host_netns(netns) {
+            return Err(Error::InvalidArgument(format!(
+                "network namespace {} of sandbox {} is the host's own: refusing to run CNI on it",
+                netns.display(),
+                pod.sandbox_id
+            )));
+        }
         let (_, list) = self.current_network().map_err(Error::NotReady)?;
         let pod_cidr = self.effective_pod_cidr(pod);
         if list.capabilities().contains("ipRanges") && pod_cidr.is_none() {
@@ -386,10 +393,20 @@ impl CniPlugin {
     async fn teardown_locked(&self, pod: &PodNetwork) -> Result<()> {
         // Only a netns that still exists is passed on: a stale /proc/<pid> path could name an
         // unrelated process' namespace once the pid is reused.
+        // The host's own netns (a reused pid) is never passed: DEL of loopback would take the
+        // host's `lo` down.
         let netns = pod
             .netns
             .as_ref()
             .filter(|p| p.exists())
+            .filter(|p| {
+                let host = is_host_netns(p);
+                if host {
+                    tracing::warn!(pod_sandbox_id = %pod.sandbox_id, netns = %p.display(),
+                        "netns of the sandbox is the host's own (pid reused?): tearing down without it");
+                }
+                !host
+            })
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let rt = self.runtime_conf(pod, netns, serde_json::Map::new());
@@ -458,6 +475,17 @@ impl CniPlugin {
             let r = result::CniResult::parse(a.result.as_ref()?, "cached result").ok()?;
             PodNetworkStatus::from_ips(r.pod_ips(DEFAULT_INTERFACE_NAME), DEFAULT_INTERFACE_NAME)
         })
+    }
+}
+
+/// Whether `path` is the network namespace this process (the host's, for cri-dockerd) runs in.
+pub fn is_host_netns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/net");
+    let theirs = std::fs::metadata(path);
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -575,6 +603,7 @@ impl NetworkPlugin for CniPlugin {
         let netns = pod
             .netns
             .as_ref()
+            .filter(|p| !is_host_netns(p))
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let pod_cidr = self.effective_pod_cidr(pod);

@@ -280,6 +280,7 @@ pub fn fingerprint(dir: &Path) -> Fingerprint {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -203,6 +203,7 @@ pub fn plugin_error(stdout: &[u8], stderr: &str, status: &str, label: Label<'_>)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -142,6 +142,7 @@ pub fn host_min_mtu(sys_class_net: &Path) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -626,6 +626,7 @@ impl NetworkPlugin for CniPlugin {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

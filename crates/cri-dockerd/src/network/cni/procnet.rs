@@ -71,6 +71,7 @@ pub fn parse_if_inet6(s: &str, ifname: &str) -> Vec<Ipv6Addr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

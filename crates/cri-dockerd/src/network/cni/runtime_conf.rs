@@ -240,6 +240,7 @@ pub fn plugin_stdin(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::network::{DnsConfig, PortMapping, Protocol};

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -774,4 +776,32 @@ async fn the_hosts_own_netns_is_refused() {
     plugin.teardown_pod(&p).await.expect("DEL");
     let lo = sh_ok("ip", &["-o", "link", "show", "lo"]);
     assert!(lo.contains(",UP"), "host lo must stay up: {lo}");
+}
+
+#[tokio::test]
+async fn no_op_logs_one_loud_warning() {
+    require_docker!();
+    let d = common::Daemon::start(&["--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    for _ in 0..2 {
+        let st = rt
+            .status(k8s_cri::v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        let net = st
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap();
+        assert!(net.status, "no-op is always ready");
+    }
+    let log = d.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("--network-plugin=cni"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
 }

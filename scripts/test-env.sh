@@ -40,6 +40,16 @@ if ! docker version >/dev/null 2>&1; then
   docker version >/dev/null 2>&1 || { log "dockerd did not come up"; exit 1; }
 fi
 
+# --- cni ---------------------------------------------------------------------------------------
+# The Debian plugins live in /usr/lib/cni; expose them on the default --cni-bin-dir (/opt/cni/bin)
+# without overwriting anything already there. Tests pass temp conf/cache dirs explicitly.
+if [ -d /usr/lib/cni ]; then
+  mkdir -p /opt/cni/bin
+  for p in /usr/lib/cni/*; do
+    [ -e "/opt/cni/bin/$(basename "$p")" ] || ln -s "$p" "/opt/cni/bin/$(basename "$p")"
+  done
+fi
+
 if [ -n "${SKIP_IMAGES:-}" ]; then log "ready (images skipped)"; exit 0; fi
 
 # --- images ------------------------------------------------------------------------------------

@@ -1,9 +1,32 @@
-//! Pod networking: the [`NetworkPlugin`] trait and its `cni`, `kubenet` and `no-op` plugins.
+//! Pod networking: the [`NetworkPlugin`] trait, the pod/network data it works on, and the choice
+//! between the `cni`, `kubenet` and `no-op` plugins.
+//!
+//! The sandbox code calls [`NetworkPlugin::setup_pod`] after the pause container started (on its
+//! `/proc/<pid>/ns/net`), [`NetworkPlugin::teardown_pod`] when the sandbox stops (idempotent, works
+//! without a netns), and [`NetworkPlugin::pod_network_status`] for PodSandboxStatus.
 
-use std::path::{Path, PathBuf};
+pub mod cni;
+mod error;
+mod noop;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use crate::config::{Config, NetworkPluginKind};
+
+pub use cni::CniPlugin;
+pub use error::{Error, PluginError, PluginExit};
+pub use noop::NoOp;
+
+/// Result of network operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The interface name every pod gets (`CNI_IFNAME`).
+pub const DEFAULT_INTERFACE_NAME: &str = "eth0";
 
 /// Why the network is not ready (the `NetworkReady` condition's reason and message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,165 +35,159 @@ pub struct NotReady {
     pub message: String,
 }
 
+/// Protocol of a port mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// Lower-case name, as CNI's `portMappings` capability wants it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// One hostPort mapping of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub container_port: i32,
+    /// 0 means "no host port": such mappings are not passed to plugins.
+    pub host_port: i32,
+    pub protocol: Protocol,
+    /// Empty means all host addresses.
+    pub host_ip: String,
+}
+
+impl From<&k8s_cri::v1::PortMapping> for PortMapping {
+    fn from(p: &k8s_cri::v1::PortMapping) -> Self {
+        let protocol = match k8s_cri::v1::Protocol::try_from(p.protocol) {
+            Ok(k8s_cri::v1::Protocol::Udp) => Protocol::Udp,
+            Ok(k8s_cri::v1::Protocol::Sctp) => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        };
+        PortMapping {
+            container_port: p.container_port,
+            host_port: p.host_port,
+            protocol,
+            host_ip: p.host_ip.clone(),
+        }
+    }
+}
+
+/// DNS settings of a pod (the CNI `dns` capability).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl From<&k8s_cri::v1::DnsConfig> for DnsConfig {
+    fn from(d: &k8s_cri::v1::DnsConfig) -> Self {
+        DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }
+    }
+}
+
+/// Everything a plugin needs to attach or detach one pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// Pod name (`K8S_POD_NAME`).
+    pub name: String,
+    /// Pod namespace (`K8S_POD_NAMESPACE`).
+    pub namespace: String,
+    /// Pod UID (`K8S_POD_UID`).
+    pub uid: String,
+    /// The sandbox (pause container) id: `CNI_CONTAINERID` and `K8S_POD_INFRA_CONTAINER_ID`.
+    pub sandbox_id: String,
+    /// The pod's network namespace, `/proc/<pause pid>/ns/net`. `None` on teardown when the
+    /// pause container is gone.
+    pub netns: Option<PathBuf>,
+    pub port_mappings: Vec<PortMapping>,
+    /// Pod annotations; `kubernetes.io/ingress-bandwidth` / `egress-bandwidth` are used.
+    pub annotations: BTreeMap<String, String>,
+    /// Pod CIDR(s), comma separated; `None` uses the plugin's (from `UpdateRuntimeConfig`).
+    pub pod_cidr: Option<String>,
+    pub dns: Option<DnsConfig>,
+}
+
+impl PodNetwork {
+    /// The netns path of the process `pid` (the pause container's).
+    pub fn netns_of_pid(pid: u32) -> PathBuf {
+        PathBuf::from(format!("/proc/{pid}/ns/net"))
+    }
+}
+
+/// A pod's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetworkStatus {
+    /// The primary IP (IPv4 first when the pod has both families).
+    pub ip: IpAddr,
+    /// Further IPs (the IPv6 address of a dual-stack pod).
+    pub additional_ips: Vec<IpAddr>,
+    /// The pod interface these addresses are on.
+    pub interface: String,
+}
+
+impl PodNetworkStatus {
+    /// Build from addresses in any order: IPv4 first, duplicates dropped. `None` when empty.
+    pub fn from_ips(ips: impl IntoIterator<Item = IpAddr>, interface: &str) -> Option<Self> {
+        let mut all: Vec<IpAddr> = Vec::new();
+        for ip in ips {
+            if !all.contains(&ip) {
+                all.push(ip);
+            }
+        }
+        all.sort_by_key(|ip| ip.is_ipv6());
+        let mut it = all.into_iter();
+        let ip = it.next()?;
+        Some(PodNetworkStatus {
+            ip,
+            additional_ips: it.collect(),
+            interface: interface.to_string(),
+        })
+    }
+}
+
 /// A pod network plugin.
+#[async_trait]
 pub trait NetworkPlugin: Send + Sync + 'static {
     /// `cni`, `kubenet` or `no-op`.
     fn name(&self) -> &'static str;
-    /// Ready, or why not.
-    fn status(&self) -> Result<(), NotReady>;
+    /// Ready, or why not. Cheap: called on every CRI `Status`.
+    fn status(&self) -> std::result::Result<(), NotReady>;
     /// The pod CIDR changed (`UpdateRuntimeConfig`).
     fn set_pod_cidr(&self, _cidr: &str) {}
+    /// Attach the pod (CNI ADD on its netns, loopback included). On error nothing is left
+    /// attached: the plugin already ran DEL.
+    async fn setup_pod(&self, pod: &PodNetwork) -> Result<PodNetworkStatus>;
+    /// Detach the pod (CNI DEL). Idempotent; works when the netns or container is gone.
+    async fn teardown_pod(&self, pod: &PodNetwork) -> Result<()>;
+    /// The pod's IPs, from the stored result or read from its netns.
+    async fn pod_network_status(&self, pod: &PodNetwork) -> Result<PodNetworkStatus>;
+    /// CNI CHECK: the pod's network is still as set up.
+    async fn check_pod(&self, pod: &PodNetwork) -> Result<()>;
+    /// Remove attachments of sandboxes not in `valid_sandbox_ids` (and CNI GC where supported).
+    async fn gc(&self, _valid_sandbox_ids: &[String]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Build the plugin `config` selects.
 pub fn from_config(config: &Config) -> Arc<dyn NetworkPlugin> {
     match config.network_plugin {
-        NetworkPluginKind::Cni => Arc::new(CniPlugin {
-            conf_dir: config.cni_conf_dir.clone(),
-        }),
-        NetworkPluginKind::Kubenet => Arc::new(Kubenet {
-            pod_cidr: std::sync::RwLock::new(config.pod_cidr.clone()),
-        }),
-        NetworkPluginKind::NoOp => Arc::new(NoOp),
-    }
-}
-
-/// CNI: ready once a valid network configuration exists in the conf dir.
-pub struct CniPlugin {
-    conf_dir: PathBuf,
-}
-
-impl NetworkPlugin for CniPlugin {
-    fn name(&self) -> &'static str {
-        "cni"
-    }
-    fn status(&self) -> Result<(), NotReady> {
-        match first_valid_conf(&self.conf_dir) {
-            Some(_) => Ok(()),
-            None => Err(NotReady {
-                reason: "NetworkPluginNotReady".into(),
-                message: format!(
-                    "docker: network plugin is not ready: cni config uninitialized: no valid network configuration found in {}",
-                    self.conf_dir.display()
-                ),
-            }),
-        }
-    }
-}
-
-/// The first file in lexical order of `dir` ending in `.conflist`, `.conf` or `.json` that
-/// parses as a CNI network configuration (list).
-pub fn first_valid_conf(dir: &Path) -> Option<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("conflist" | "conf" | "json")
-            )
-        })
-        .collect();
-    files.sort();
-    files.into_iter().find(|p| is_valid_conf(p))
-}
-
-fn is_valid_conf(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return false;
-    };
-    let has_name = v
-        .get("name")
-        .and_then(|n| n.as_str())
-        .is_some_and(|n| !n.is_empty());
-    let is_list = path.extension().and_then(|e| e.to_str()) == Some("conflist");
-    if is_list {
-        has_name
-            && v.get("plugins")
-                .and_then(|p| p.as_array())
-                .is_some_and(|p| !p.is_empty() && p.iter().all(|p| p.get("type").is_some()))
-    } else {
-        has_name && v.get("type").and_then(|t| t.as_str()).is_some()
-    }
-}
-
-/// kubenet: ready once a pod CIDR is known.
-pub struct Kubenet {
-    pod_cidr: std::sync::RwLock<Option<String>>,
-}
-
-impl NetworkPlugin for Kubenet {
-    fn name(&self) -> &'static str {
-        "kubenet"
-    }
-    fn status(&self) -> Result<(), NotReady> {
-        let known = self.pod_cidr.read().map(|c| c.is_some()).unwrap_or(false);
-        if known {
-            Ok(())
-        } else {
-            Err(NotReady {
-                reason: "NetworkPluginNotReady".into(),
-                message:
-                    "docker: network plugin is not ready: kubenet does not have a pod CIDR yet"
-                        .into(),
-            })
-        }
-    }
-    fn set_pod_cidr(&self, cidr: &str) {
-        if let Ok(mut slot) = self.pod_cidr.write() {
-            *slot = Some(cidr.to_string());
-        }
-    }
-}
-
-/// no-op: Docker's default bridge. Always ready.
-pub struct NoOp;
-
-impl NetworkPlugin for NoOp {
-    fn name(&self) -> &'static str {
-        "no-op"
-    }
-    fn status(&self) -> Result<(), NotReady> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cni_ready_only_with_a_valid_conf() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = CniPlugin {
-            conf_dir: dir.path().to_path_buf(),
-        };
-        assert!(p.status().is_err());
-        std::fs::write(dir.path().join("00-bad.conflist"), "{not json").unwrap();
-        std::fs::write(dir.path().join("05-notes.txt"), "{}").unwrap();
-        assert!(p.status().is_err());
-        std::fs::write(
-            dir.path().join("10-net.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"bridge"}]}"#,
-        )
-        .unwrap();
-        assert!(p.status().is_ok());
-        assert_eq!(
-            first_valid_conf(dir.path()).unwrap(),
-            dir.path().join("10-net.conflist")
-        );
-    }
-
-    #[test]
-    fn cni_not_ready_when_dir_missing() {
-        let p = CniPlugin {
-            conf_dir: PathBuf::from("/nonexistent/cni/net.d"),
-        };
-        let err = p.status().unwrap_err();
-        assert_eq!(err.reason, "NetworkPluginNotReady");
-        assert!(err.message.contains("/nonexistent/cni/net.d"));
+        NetworkPluginKind::Cni => CniPlugin::cni(config),
+        NetworkPluginKind::Kubenet => CniPlugin::kubenet(config),
+        NetworkPluginKind::NoOp => Arc::new(NoOp::new()),
     }
 }

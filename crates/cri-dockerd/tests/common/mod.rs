@@ -85,8 +85,10 @@ impl Daemon {
             format!("--cri-dockerd-root-directory={}", root.display()),
             format!("--cni-conf-dir={}", cni_conf.display()),
             format!("--cni-cache-dir={}", dir.path().join("cni-cache").display()),
-            "--log-level=debug".into(),
         ];
+        if !extra.iter().any(|a| a.starts_with("--log-level")) {
+            args.push("--log-level=debug".into());
+        }
         if !extra
             .iter()
             .any(|a| a.starts_with("--pod-infra-container-image"))

@@ -6,6 +6,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod docker;
+pub mod doctor;
 pub mod network;
 pub mod server;
 pub mod service;

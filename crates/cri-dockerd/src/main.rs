@@ -16,6 +16,10 @@ use cri_dockerd::version;
 const EXIT_USAGE: i32 = 2;
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "doctor") {
+        std::process::exit(doctor(&args[2..]));
+    }
     let flags = match Flags::try_parse_args(std::env::args_os()) {
         Ok(f) => f,
         Err(e) => {
@@ -61,6 +65,49 @@ fn main() {
         tracing::error!("cri-dockerd failed: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `cri-dockerd doctor …`: print the report, exit 1 on any FAIL (2 on a bad command line).
+fn doctor(args: &[std::ffi::OsString]) -> i32 {
+    use cri_dockerd::doctor;
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let mut full = vec![std::ffi::OsString::from("doctor")];
+        full.extend(args.iter().cloned());
+        if let Err(e) = <doctor::DoctorFlags as clap::Parser>::try_parse_from(full) {
+            let _ = e.print();
+        }
+        return 0;
+    }
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let (inputs, json) = match doctor::parse_args(args, docker_host.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("cri-dockerd doctor: {}", e.trim_end());
+            return EXIT_USAGE;
+        }
+    };
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(doctor::run(&inputs)),
+        Err(e) => {
+            eprintln!("cri-dockerd doctor: starting the async runtime: {e}");
+            return 1;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("cri-dockerd doctor: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    i32::from(report.verdict == doctor::Verdict::Fail)
 }
 
 /// `--runtime-cgroups`: move this process (still single-threaded) into the cgroup; one warning

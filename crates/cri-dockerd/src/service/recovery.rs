@@ -1,6 +1,8 @@
 //! Start-up recovery after a crash: remove what an interrupted RunPodSandbox or CreateContainer
 //! left half-made, and resume copying the logs of running containers.
 
+use std::path::Path;
+
 use super::labels::{self, CONTAINER_TYPE, OWNER, TYPE_CONTAINER, TYPE_SANDBOX};
 use super::{Result, Runtime};
 use crate::docker::{self, ListFilter};
@@ -68,6 +70,12 @@ impl Runtime {
             let Some(cri_log) = c.labels.get(labels::LOG_PATH).filter(|p| !p.is_empty()) else {
                 continue;
             };
+            // The Go cri-dockerd made the CRI log path a symlink to Docker's own json log (kubelet
+            // reads that format too). Copying into it would append CRI lines to Docker's file.
+            if is_symlink(Path::new(cri_log)) {
+                tracing::debug!(container_id = %c.id, log_path = %cri_log, "recovery: log path is a symlink (made by the Go cri-dockerd): left as is");
+                continue;
+            }
             match self.docker.inspect_container(&c.id).await {
                 Ok(i) => {
                     if let Err(e) = self.logs.follow(&c.id, &i.log_path, cri_log) {
@@ -80,5 +88,27 @@ impl Runtime {
         }
         tracing::info!("start-up recovery done");
         Ok(())
+    }
+}
+
+/// Whether `p` itself is a symbolic link.
+fn is_symlink(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_log_paths_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("json.log");
+        std::fs::write(&file, "").unwrap();
+        let link = dir.path().join("0.log");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(is_symlink(&link));
+        assert!(!is_symlink(&file));
+        assert!(!is_symlink(&dir.path().join("missing.log")));
     }
 }

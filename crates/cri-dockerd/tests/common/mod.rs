@@ -72,7 +72,11 @@ impl Daemon {
 
     /// Start with extra flags and environment.
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra, env).await
+    }
+
+    /// Start in a directory prepared beforehand (e.g. `root/` and `cni-cache/` already filled).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let socket = dir.path().join("cri.sock");
         let root = dir.path().join("root");
         let cni_conf = dir.path().join("net.d");
@@ -81,8 +85,10 @@ impl Daemon {
             format!("--cri-dockerd-root-directory={}", root.display()),
             format!("--cni-conf-dir={}", cni_conf.display()),
             format!("--cni-cache-dir={}", dir.path().join("cni-cache").display()),
-            "--log-level=debug".into(),
         ];
+        if !extra.iter().any(|a| a.starts_with("--log-level")) {
+            args.push("--log-level=debug".into());
+        }
         if !extra
             .iter()
             .any(|a| a.starts_with("--pod-infra-container-image"))

@@ -191,3 +191,12 @@ pub fn from_config(config: &Config) -> Arc<dyn NetworkPlugin> {
         NetworkPluginKind::NoOp => Arc::new(NoOp::new()),
     }
 }
+
+/// The first file of `dir` (lexical order) that parses as a CNI network configuration, whether
+/// or not its plugin binaries exist (`doctor` reports those separately).
+pub fn first_valid_conf(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    cni::conf::conf_files(dir)
+        .ok()?
+        .into_iter()
+        .find(|f| cni::conf::NetworkConfigList::from_file(f).is_ok())
+}

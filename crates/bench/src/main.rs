@@ -3,6 +3,10 @@
 //! medians over repetitions; prints a table of ratios and writes a JSON report.
 //!
 //! `cargo run --release -p cri-bench -- --daemon target/release/cri-dockerd --out bench.json`
+//!
+//! The pod lifecycle part lives in [`lifecycle`].
+
+mod lifecycle;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -36,6 +40,24 @@ struct Args {
     /// Image used for ImageStatus.
     #[arg(long, default_value = "cri-dockerd-test/busybox:latest")]
     image: String,
+    /// Image of the pod sandbox (pause) containers, both ways.
+    #[arg(long, default_value = "cri-dockerd-test/pause:latest")]
+    pause_image: String,
+    /// Lifecycle rounds (each: one pod through CRI and one directly), after one warm-up.
+    #[arg(long, default_value_t = 7)]
+    lifecycle_reps: usize,
+    /// Pods started at once in the concurrency measurement.
+    #[arg(long, default_value_t = 20)]
+    concurrent: usize,
+    /// Pods alive for the "RSS with pods" measurement.
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// Create/remove cycles of a container for the "RSS after churn" measurement.
+    #[arg(long, default_value_t = 200)]
+    churn: usize,
+    /// Only the call-latency part (no containers are created).
+    #[arg(long)]
+    calls_only: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
     out: PathBuf,
@@ -77,6 +99,9 @@ struct Report {
     startup_to_ready_ms: Stats,
     idle_rss_kib: u64,
     rss_after_calls_kib: u64,
+    lifecycle: Vec<Row>,
+    concurrent: Option<lifecycle::Concurrent>,
+    memory: Option<lifecycle::Memory>,
 }
 
 async fn time_n<F, Fut>(reps: usize, mut f: F) -> anyhow::Result<Stats>
@@ -125,6 +150,7 @@ async fn start_daemon(args: &Args) -> anyhow::Result<(Daemon, Duration)> {
         ))
         .arg(format!("--docker-endpoint=unix://{}", args.docker_socket))
         .arg("--network-plugin=no-op")
+        .arg(format!("--pod-infra-container-image={}", args.pause_image))
         .arg("--log-level=error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -191,13 +217,31 @@ async fn main() -> anyhow::Result<()> {
     let docker = Docker::connect_with_unix(&args.docker_socket, 120, bollard::API_DEFAULT_VERSION)?
         .negotiate_version()
         .await?;
+    let n = lifecycle::cleanup(&docker).await?;
+    if n > 0 {
+        eprintln!(
+            "removed {n} leftover containers labelled {}=1",
+            lifecycle::BENCH_LABEL
+        );
+    }
+    let res = run(&args, &docker).await;
+    let n = lifecycle::cleanup(&docker).await?;
+    if n > 0 {
+        eprintln!(
+            "removed {n} containers labelled {}=1",
+            lifecycle::BENCH_LABEL
+        );
+    }
+    res
+}
 
+async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     let mut startups = Vec::new();
     for _ in 0..args.startups.max(1) {
-        let (_d, t) = start_daemon(&args).await?;
+        let (_d, t) = start_daemon(args).await?;
         startups.push(t);
     }
-    let (daemon, _) = start_daemon(&args).await?;
+    let (daemon, _) = start_daemon(args).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(daemon.child.id());
 
@@ -288,8 +332,41 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => eprintln!("ImageStatus not measured: {e}"),
     }
 
+    let rss_after_calls = rss_kib(daemon.child.id());
+    let (mut lc, mut concurrent, mut memory) = (Vec::new(), None, None);
+    if !args.calls_only {
+        let images = lifecycle::Images {
+            pause: args.pause_image.clone(),
+            busybox: args.image.clone(),
+        };
+        let logs = tempfile::tempdir()?;
+        let log_dir = logs.path().to_string_lossy().into_owned();
+        eprintln!("lifecycle: {} rounds", args.lifecycle_reps);
+        lc = lifecycle::lifecycle_rows(&rt, docker, &images, &log_dir, args.lifecycle_reps).await?;
+        eprintln!("concurrent start-ups: {} pods", args.concurrent);
+        concurrent = Some(
+            lifecycle::concurrent_startups(&rt, docker, &images, &log_dir, args.concurrent).await?,
+        );
+        eprintln!("memory: {} pods, {} churn cycles", args.pods, args.churn);
+        memory = Some(
+            lifecycle::memory(
+                &rt,
+                &images,
+                &log_dir,
+                daemon.child.id(),
+                idle_rss,
+                args.pods,
+                args.churn,
+            )
+            .await?,
+        );
+    }
+
     let report = Report {
         rows,
+        lifecycle: lc,
+        concurrent,
+        memory,
         startup_to_ready_ms: {
             let s = stats(startups);
             Stats {
@@ -300,14 +377,14 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         idle_rss_kib: idle_rss,
-        rss_after_calls_kib: rss_kib(daemon.child.id()),
+        rss_after_calls_kib: rss_after_calls,
     };
 
     println!(
         "{:<44} {:>12} {:>12} {:>8}",
         "call", "cri median", "docker med.", "ratio"
     );
-    for r in &report.rows {
+    for r in report.rows.iter().chain(&report.lifecycle) {
         println!(
             "{:<44} {:>10.0}us {:>10.0}us {:>8}",
             r.name,
@@ -326,6 +403,30 @@ async fn main() -> anyhow::Result<()> {
         "resident memory: idle {} KiB, after the calls {} KiB",
         report.idle_rss_kib, report.rss_after_calls_kib
     );
+    if let Some(c) = &report.concurrent {
+        println!(
+            "{} concurrent pod start-ups (sandbox + started container): CRI {:.0} ms wall (per pod median {:.0} ms), direct Docker {:.0} ms wall (per pod median {:.0} ms), ratio {:.2}x",
+            c.pods,
+            c.cri_wall_ms,
+            c.cri_per_pod.median_us / 1e3,
+            c.direct_wall_ms,
+            c.direct_per_pod.median_us / 1e3,
+            c.ratio
+        );
+    }
+    if let Some(m) = &report.memory {
+        println!(
+            "resident memory: idle {} KiB, before the pods {} KiB, with {} pods {} KiB, after removing them {} KiB, after {} create/remove cycles {} KiB ({:.2}x idle)",
+            m.idle_kib,
+            m.before_pods_kib,
+            m.pods,
+            m.with_pods_kib,
+            m.after_pods_removed_kib,
+            m.churn_cycles,
+            m.after_churn_kib,
+            m.churn_vs_idle
+        );
+    }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }

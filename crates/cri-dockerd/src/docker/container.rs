@@ -237,6 +237,24 @@ pub trait ContainerApi {
     async fn update_container_resources(&self, id: &str, resources: &ResourceSpec) -> Result<()>;
 }
 
+/// Refuse, as not found, a container reference no container can have: Docker IDs and names are
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (at most 255 bytes here). Without this a `/` or `..` turns into
+/// another URL (Docker answers 301) and a huge one fails in the HTTP client.
+pub(crate) fn check_reference(id: &str) -> Result<()> {
+    let mut chars = id.chars();
+    let ok = id.len() <= 255
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = id.chars().take(80).collect();
+        Err(Error::NotFound(format!(
+            "No such container: {shown:?} is not a valid container ID or name"
+        )))
+    }
+}
+
 #[async_trait]
 impl ContainerApi for DockerClient {
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
@@ -281,6 +299,7 @@ impl ContainerApi for DockerClient {
     }
 
     async fn remove_container(&self, id: &str, force: bool) -> Result<()> {
+        check_reference(id)?;
         let options = bollard::query_parameters::RemoveContainerOptions {
             v: true,
             force,
@@ -291,6 +310,7 @@ impl ContainerApi for DockerClient {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
+        check_reference(id)?;
         let r = self
             .call(|d| async move {
                 d.inspect_container(
@@ -578,6 +598,30 @@ fn summary_from_list(c: bollard::models::ContainerSummary) -> ContainerSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_references_are_not_found() {
+        for ok in ["abc", "0123456789abcdef", "k8s_POD_x_ns_uid_0", "a.b-c_d"] {
+            assert!(check_reference(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "/",
+            "..",
+            "../x",
+            "a/b",
+            "-x",
+            "a b",
+            "pöd",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(check_reference(bad), Err(Error::NotFound(_))),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn create_body_maps_every_field() {

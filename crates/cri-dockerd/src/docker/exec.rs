@@ -61,6 +61,7 @@ fn keep(buf: &mut Vec<u8>, data: &[u8], budget: &mut usize, truncated: &mut bool
 #[async_trait]
 impl ExecApi for DockerClient {
     async fn create_exec(&self, container_id: &str, spec: &ExecSpec) -> Result<String> {
+        super::container::check_reference(container_id)?;
         let opts = CreateExecOptions::<String> {
             cmd: Some(spec.cmd.clone()),
             tty: Some(spec.tty),

@@ -18,7 +18,7 @@ impl From<Error> for Status {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Internal(_) => Code::Internal,
         };
-        let msg = e.to_string();
+        let msg = bounded(e.to_string());
         match code {
             // kubelet asks for removed objects all the time; that is not worth a log line.
             Code::NotFound => tracing::debug!(code = ?code, "{msg}"),
@@ -31,9 +31,42 @@ impl From<Error> for Status {
     }
 }
 
+/// Longest message sent back: it travels in an HTTP/2 header (`grpc-message`), and messages
+/// that echo huge request fields would exceed the client's header limit, turning a clean error
+/// into an h2 protocol error.
+const MAX_MESSAGE: usize = 4096;
+
+fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = msg.len() - end;
+        msg.truncate(end);
+        msg.push_str(&format!("… ({cut} more bytes)"));
+    }
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_char_boundary() {
+        let s = Status::from(Error::InvalidArgument("é".repeat(5000)));
+        assert!(
+            s.message().len() < MAX_MESSAGE + 40,
+            "{}",
+            s.message().len()
+        );
+        assert!(s.message().ends_with("more bytes)"));
+        assert_eq!(
+            Status::from(Error::NotFound("short".into())).message(),
+            "short"
+        );
+    }
 
     #[test]
     fn maps_every_domain_error() {

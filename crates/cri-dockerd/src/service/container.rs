@@ -12,6 +12,34 @@ use super::state::{container_state, container_to_cri, id_matches};
 use super::{Error, Result, Runtime, convert, naming};
 use crate::docker::{self, ContainerInfo, ResourceSpec};
 
+/// The CRI log file of a container: `log_path` under the sandbox's `log_directory`. The
+/// directory must be absolute and `log_path` relative, neither with `..`: the daemon creates
+/// and writes this file, so it must not escape the directory kubelet chose.
+fn cri_log_path(log_directory: &str, log_path: &str) -> Result<Option<String>> {
+    use std::path::Component;
+    if log_path.is_empty() {
+        return Ok(None);
+    }
+    let dir = Path::new(log_directory);
+    let file = Path::new(log_path);
+    if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
+        return Err(Error::InvalidArgument(format!(
+            "PodSandboxConfig.log_directory {log_directory:?} must be an absolute path without \"..\" when ContainerConfig.log_path is set"
+        )));
+    }
+    if file.is_absolute()
+        || log_path.contains('\0')
+        || file
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "ContainerConfig.log_path {log_path:?} must be a relative path inside the log directory (no \"..\")"
+        )));
+    }
+    Ok(Some(dir.join(file).to_string_lossy().into_owned()))
+}
+
 impl Runtime {
     /// Inspect a CRI container (full ID or prefix): `None` if absent or not one of ours.
     async fn inspect_cri_container(&self, id: &str) -> Result<Option<ContainerInfo>> {
@@ -79,16 +107,7 @@ impl Runtime {
             .filter(|d| !d.is_empty())
             .or_else(|| sb.checkpoint.as_ref().map(|c| c.log_directory.clone()))
             .unwrap_or_default();
-        let log_path = if cfg.log_path.is_empty() {
-            None
-        } else {
-            Some(
-                Path::new(&log_directory)
-                    .join(&cfg.log_path)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        };
+        let log_path = cri_log_path(&log_directory, &cfg.log_path)?;
         let name = naming::container_name(&pod_md, cmd);
         let docker_labels = labels::make(
             &cfg.labels,
@@ -426,6 +445,32 @@ mod tests {
     use super::*;
     use crate::docker::{ContainerState, MountInfo};
     use std::collections::HashMap;
+
+    #[test]
+    fn log_paths_stay_inside_the_log_directory() {
+        let ok = |d: &str, p: &str| cri_log_path(d, p).expect("accepted");
+        assert_eq!(ok("/var/log/pods/x", ""), None);
+        assert_eq!(ok("", ""), None);
+        assert_eq!(
+            ok("/var/log/pods/x", "app/0.log").as_deref(),
+            Some("/var/log/pods/x/app/0.log")
+        );
+        assert_eq!(ok("/l", "./a.log").as_deref(), Some("/l/./a.log"));
+        for (d, p) in [
+            ("/var/log/pods/x", "../../etc/x"),
+            ("/var/log/pods/x", "app/../../y.log"),
+            ("/var/log/pods/x", "/etc/passwd"),
+            ("/var/log/pods/x", "a\0b"),
+            ("/var/log/pods/../../etc", "x.log"),
+            ("relative/dir", "x.log"),
+            ("", "x.log"),
+        ] {
+            assert!(
+                matches!(cri_log_path(d, p), Err(Error::InvalidArgument(_))),
+                "{d:?} {p:?}"
+            );
+        }
+    }
 
     fn info(status: &str, exit: i64, oom: bool) -> ContainerInfo {
         ContainerInfo {

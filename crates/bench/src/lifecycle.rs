@@ -1,0 +1,620 @@
+//! The pod lifecycle side by side: each CRI call (RunPodSandbox … RemovePodSandbox) next to the
+//! Docker API calls that are its floor, made directly with bollard with the same images and
+//! equivalent options; concurrent pod start-ups; resident memory under pods and churn.
+//!
+//! Everything created here (through CRI or directly) carries the label [`BENCH_LABEL`]`=1`, and
+//! [`cleanup`] removes every container with it, at start and at end.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions,
+};
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+use crate::{Row, Stats, row, stats};
+
+/// The Docker label on everything the benchmark creates.
+pub const BENCH_LABEL: &str = "cri-bench";
+/// The grace period of StopContainer, both ways (seconds).
+const STOP_GRACE: i64 = 2;
+
+/// Images used by the lifecycle benchmark.
+#[derive(Clone)]
+pub struct Images {
+    pub pause: String,
+    pub busybox: String,
+}
+
+/// Remove every container labelled [`BENCH_LABEL`]; returns how many were removed.
+pub async fn cleanup(docker: &Docker) -> anyhow::Result<usize> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{BENCH_LABEL}=1")])]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    // Containers first, pause containers last (others join their namespaces).
+    let mut ids: Vec<(bool, String)> = list
+        .into_iter()
+        .filter_map(|c| {
+            let pause = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("io.kubernetes.docker.type"))
+                .is_some_and(|t| t == "podsandbox")
+                || c.labels
+                    .as_ref()
+                    .and_then(|l| l.get("cri-bench.role"))
+                    .is_some_and(|r| r == "pause");
+            c.id.map(|id| (pause, id))
+        })
+        .collect();
+    ids.sort();
+    let n = ids.len();
+    for (_, id) in ids {
+        let _ = docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    link: false,
+                }),
+            )
+            .await;
+    }
+    Ok(n)
+}
+
+fn unique(tag: &str, i: usize) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{:x}-{}-{i}", n & 0xffff_ffff, std::process::id())
+}
+
+fn pod_config(uid: &str, log_dir: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: format!("bench-{uid}"),
+            namespace: "cri-bench".into(),
+            uid: uid.into(),
+            attempt: 0,
+        }),
+        log_directory: log_dir.into(),
+        labels: HashMap::from([(BENCH_LABEL.to_string(), "1".to_string())]),
+        ..Default::default()
+    }
+}
+
+fn container_config(image: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "sleeper".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        labels: HashMap::from([(BENCH_LABEL.to_string(), "1".to_string())]),
+        log_path: "sleeper/0.log".into(),
+        ..Default::default()
+    }
+}
+
+/// The CRI side of one pod: sandbox id and container id.
+struct CriPod {
+    sandbox: String,
+    container: String,
+}
+
+async fn cri_run_pod(
+    rt: &mut RuntimeServiceClient<Channel>,
+    uid: &str,
+    log_dir: &str,
+    images: &Images,
+    start: bool,
+) -> anyhow::Result<CriPod> {
+    let config = pod_config(uid, log_dir);
+    let sandbox = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let container = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container_config(&images.busybox)),
+            sandbox_config: Some(config),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    if start {
+        rt.start_container(cri::StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await?;
+    }
+    Ok(CriPod { sandbox, container })
+}
+
+async fn cri_remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<()> {
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await?;
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await?;
+    Ok(())
+}
+
+fn labels(role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (BENCH_LABEL.to_string(), "1".to_string()),
+        ("cri-bench.role".to_string(), role.to_string()),
+    ])
+}
+
+/// The pause container, as RunPodSandbox makes it: no network, shareable IPC.
+fn direct_pause_body(images: &Images) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(images.pause.clone()),
+        labels: Some(labels("pause")),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ipc_mode: Some("shareable".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The workload container, as CreateContainer makes it: joined to the pause container's
+/// network, IPC and PID namespaces.
+fn direct_container_body(images: &Images, pause: &str) -> ContainerCreateBody {
+    let join = format!("container:{pause}");
+    ContainerCreateBody {
+        image: Some(images.busybox.clone()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(labels("container")),
+        host_config: Some(HostConfig {
+            network_mode: Some(join.clone()),
+            ipc_mode: Some(join.clone()),
+            pid_mode: Some(join),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn direct_create(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> anyhow::Result<String> {
+    Ok(docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await?
+        .id)
+}
+
+async fn direct_start(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    docker
+        .start_container(id, None::<StartContainerOptions>)
+        .await?;
+    Ok(())
+}
+
+async fn direct_stop(docker: &Docker, id: &str, t: i32) -> anyhow::Result<()> {
+    docker
+        .stop_container(
+            id,
+            Some(StopContainerOptions {
+                t: Some(t),
+                signal: None,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn direct_remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                link: false,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Names of the seven lifecycle steps, with the Docker calls that are their floor.
+const STEPS: [(&str, &str); 7] = [
+    ("RunPodSandbox", "create+start pause"),
+    ("CreateContainer", "create busybox"),
+    ("StartContainer", "start"),
+    ("StopContainer", "stop t=2"),
+    ("RemoveContainer", "rm -f"),
+    ("StopPodSandbox", "stop pause"),
+    ("RemovePodSandbox", "rm -f pause"),
+];
+
+async fn timed<F: std::future::Future<Output = anyhow::Result<T>>, T>(
+    f: F,
+) -> anyhow::Result<(T, Duration)> {
+    let t = Instant::now();
+    let v = f.await?;
+    Ok((v, t.elapsed()))
+}
+
+/// One CRI lifecycle: the seven durations.
+async fn cri_lifecycle(
+    rt: &mut RuntimeServiceClient<Channel>,
+    images: &Images,
+    log_dir: &str,
+    i: usize,
+) -> anyhow::Result<[Duration; 7]> {
+    let uid = unique("lc", i);
+    let config = pod_config(&uid, log_dir);
+    let mut d = [Duration::ZERO; 7];
+    let (sb, t) = timed(async {
+        Ok(rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
+    })
+    .await?;
+    d[0] = t;
+    let (c, t) = timed(async {
+        Ok(rt
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sb.clone(),
+                config: Some(container_config(&images.busybox)),
+                sandbox_config: Some(config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id)
+    })
+    .await?;
+    d[1] = t;
+    let c2 = c.clone();
+    d[2] = timed(async {
+        rt.start_container(cri::StartContainerRequest { container_id: c2 })
+            .await?;
+        Ok(())
+    })
+    .await?
+    .1;
+    let c2 = c.clone();
+    d[3] = timed(async {
+        rt.stop_container(cri::StopContainerRequest {
+            container_id: c2,
+            timeout: STOP_GRACE,
+        })
+        .await?;
+        Ok(())
+    })
+    .await?
+    .1;
+    d[4] = timed(async {
+        rt.remove_container(cri::RemoveContainerRequest { container_id: c })
+            .await?;
+        Ok(())
+    })
+    .await?
+    .1;
+    let sb2 = sb.clone();
+    d[5] = timed(async {
+        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sb2,
+        })
+        .await?;
+        Ok(())
+    })
+    .await?
+    .1;
+    d[6] = timed(async {
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb })
+            .await?;
+        Ok(())
+    })
+    .await?
+    .1;
+    Ok(d)
+}
+
+/// The same lifecycle with direct Docker calls.
+async fn direct_lifecycle(
+    docker: &Docker,
+    images: &Images,
+    i: usize,
+) -> anyhow::Result<[Duration; 7]> {
+    let mut d = [Duration::ZERO; 7];
+    let name = unique("bench-direct-pause", i);
+    let (pause, t) = timed(async {
+        let id = direct_create(docker, &name, direct_pause_body(images)).await?;
+        direct_start(docker, &id).await?;
+        Ok(id)
+    })
+    .await?;
+    d[0] = t;
+    let name = unique("bench-direct-sleeper", i);
+    let (c, t) = timed(direct_create(
+        docker,
+        &name,
+        direct_container_body(images, &pause),
+    ))
+    .await?;
+    d[1] = t;
+    d[2] = timed(direct_start(docker, &c)).await?.1;
+    d[3] = timed(direct_stop(docker, &c, STOP_GRACE as i32)).await?.1;
+    d[4] = timed(direct_remove(docker, &c)).await?.1;
+    d[5] = timed(direct_stop(docker, &pause, 10)).await?.1;
+    d[6] = timed(direct_remove(docker, &pause)).await?.1;
+    Ok(d)
+}
+
+/// The lifecycle rows: `reps` alternating CRI and direct rounds, medians and ratios.
+pub async fn lifecycle_rows(
+    rt: &RuntimeServiceClient<Channel>,
+    docker: &Docker,
+    images: &Images,
+    log_dir: &str,
+    reps: usize,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rt = rt.clone();
+    // One warm-up round each, not counted.
+    cri_lifecycle(&mut rt, images, log_dir, 0).await?;
+    direct_lifecycle(docker, images, 0).await?;
+    let mut cri_s: Vec<Vec<Duration>> = vec![Vec::new(); 7];
+    let mut dir_s: Vec<Vec<Duration>> = vec![Vec::new(); 7];
+    for i in 1..=reps.max(1) {
+        let c = cri_lifecycle(&mut rt, images, log_dir, i).await?;
+        let d = direct_lifecycle(docker, images, i).await?;
+        for k in 0..7 {
+            cri_s[k].push(c[k]);
+            dir_s[k].push(d[k]);
+        }
+    }
+    Ok(STEPS
+        .iter()
+        .zip(cri_s.into_iter().zip(dir_s))
+        .map(|((cri_name, floor), (c, d))| {
+            row(
+                &format!("{cri_name} (vs {floor})"),
+                stats(c),
+                Some(stats(d)),
+            )
+        })
+        .collect())
+}
+
+/// Concurrent pod start-ups: wall time for `n` pods at once and each pod's time.
+#[derive(Debug, serde::Serialize)]
+pub struct Concurrent {
+    pub pods: usize,
+    pub cri_wall_ms: f64,
+    pub direct_wall_ms: f64,
+    pub ratio: f64,
+    pub cri_per_pod: Stats,
+    pub direct_per_pod: Stats,
+}
+
+/// `n` pods (sandbox + started container) at once, through CRI and then directly.
+pub async fn concurrent_startups(
+    rt: &RuntimeServiceClient<Channel>,
+    docker: &Docker,
+    images: &Images,
+    log_dir: &str,
+    n: usize,
+) -> anyhow::Result<Concurrent> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut rt = rt.clone();
+        let images = images.clone();
+        let log_dir = log_dir.to_string();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let pod = cri_run_pod(&mut rt, &unique("cc", i), &log_dir, &images, true).await?;
+            anyhow::Ok((pod, t.elapsed()))
+        }));
+    }
+    let mut cri_times = Vec::new();
+    let mut pods = Vec::new();
+    let mut first_err = None;
+    for t in tasks {
+        match t.await? {
+            Ok((p, d)) => {
+                cri_times.push(d);
+                pods.push(p);
+            }
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    let cri_wall = started.elapsed();
+    for p in &pods {
+        let _ = &p.container;
+        cri_remove_pod(&mut rt.clone(), &p.sandbox).await?;
+    }
+    if let Some(e) = first_err {
+        return Err(e.context("concurrent CRI pod start-up"));
+    }
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let docker = docker.clone();
+        let images = images.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let pause = direct_create(
+                &docker,
+                &unique("bench-cc-pause", i),
+                direct_pause_body(&images),
+            )
+            .await?;
+            direct_start(&docker, &pause).await?;
+            let c = direct_create(
+                &docker,
+                &unique("bench-cc-sleeper", i),
+                direct_container_body(&images, &pause),
+            )
+            .await?;
+            direct_start(&docker, &c).await?;
+            anyhow::Ok(((pause, c), t.elapsed()))
+        }));
+    }
+    let mut dir_times = Vec::new();
+    let mut made = Vec::new();
+    for t in tasks {
+        match t.await? {
+            Ok((ids, d)) => {
+                dir_times.push(d);
+                made.push(ids);
+            }
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    let direct_wall = started.elapsed();
+    for (pause, c) in made {
+        let _ = direct_remove(docker, &c).await;
+        let _ = direct_remove(docker, &pause).await;
+    }
+    if let Some(e) = first_err {
+        return Err(e.context("concurrent direct pod start-up"));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(Concurrent {
+        pods: n,
+        cri_wall_ms: ms(cri_wall),
+        direct_wall_ms: ms(direct_wall),
+        ratio: cri_wall.as_secs_f64() / direct_wall.as_secs_f64(),
+        cri_per_pod: stats(cri_times),
+        direct_per_pod: stats(dir_times),
+    })
+}
+
+/// Resident memory of the daemon through pods and churn.
+#[derive(Debug, serde::Serialize)]
+pub struct Memory {
+    /// Right after start-up, before any call.
+    pub idle_kib: u64,
+    /// After the call and lifecycle measurements, before the pods.
+    pub before_pods_kib: u64,
+    pub pods: usize,
+    pub with_pods_kib: u64,
+    pub after_pods_removed_kib: u64,
+    pub churn_cycles: usize,
+    pub after_churn_kib: u64,
+    pub churn_vs_idle: f64,
+}
+
+/// RSS idle, with `pods` pods (each a sandbox and a running container), after removing them,
+/// and after `churn` create/remove cycles of one container in one sandbox.
+pub async fn memory(
+    rt: &RuntimeServiceClient<Channel>,
+    images: &Images,
+    log_dir: &str,
+    pid: u32,
+    idle_kib: u64,
+    pods: usize,
+    churn: usize,
+) -> anyhow::Result<Memory> {
+    let rss = || crate::rss_kib(pid);
+    let before_pods_kib = rss();
+    // Pods, 10 at a time.
+    let mut made = Vec::new();
+    let mut i = 0;
+    while i < pods {
+        let mut tasks = Vec::new();
+        for j in i..(i + 10).min(pods) {
+            let mut rt = rt.clone();
+            let images = images.clone();
+            let log_dir = log_dir.to_string();
+            tasks.push(tokio::spawn(async move {
+                cri_run_pod(&mut rt, &unique("mem", j), &log_dir, &images, true).await
+            }));
+        }
+        for t in tasks {
+            made.push(t.await??);
+        }
+        i += 10;
+    }
+    let with_pods_kib = rss();
+    for p in &made {
+        cri_remove_pod(&mut rt.clone(), &p.sandbox).await?;
+    }
+    let after_pods_removed_kib = rss();
+
+    let mut rtc = rt.clone();
+    let uid = unique("churn", 0);
+    let config = pod_config(&uid, log_dir);
+    let sb = rtc
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    for _ in 0..churn {
+        let c = rtc
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sb.clone(),
+                config: Some(container_config(&images.busybox)),
+                sandbox_config: Some(config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        rtc.remove_container(cri::RemoveContainerRequest { container_id: c })
+            .await?;
+    }
+    cri_remove_pod(&mut rtc, &sb).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_churn_kib = rss();
+    Ok(Memory {
+        idle_kib,
+        before_pods_kib,
+        pods,
+        with_pods_kib,
+        after_pods_removed_kib,
+        churn_cycles: churn,
+        after_churn_kib,
+        churn_vs_idle: after_churn_kib as f64 / idle_kib.max(1) as f64,
+    })
+}

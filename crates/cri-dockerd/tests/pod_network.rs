@@ -672,3 +672,58 @@ async fn daemon_killed_during_cni_add_leaves_nothing_after_restart_and_stop() {
     assert_eq!(net.bridge_ports(), "", "veth left on the bridge");
     assert!(checkpoints(&d).is_empty(), "{:?}", checkpoints(&d));
 }
+
+#[tokio::test]
+async fn start_up_gc_releases_attachments_of_vanished_sandboxes_and_remove_detaches() {
+    require_cni!();
+    let mut net = Net::new();
+    let flags = net.flags();
+    let mut d = Daemon::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    net.write_conflist(&d, net.standard());
+    let mut rt = d.runtime().await;
+    let gone_cfg = pod_config(&mut net, "gone", &d);
+    let gone = run(&mut rt, &gone_cfg).await.expect("RunPodSandbox");
+    let kept_cfg = pod_config(&mut net, "kept", &d);
+    let kept = run(&mut rt, &kept_cfg).await.expect("RunPodSandbox");
+    let kept_ip = network_status(&mut rt, &kept).await.ip;
+    assert_eq!(net.leases().len(), 2);
+
+    // The daemon dies and, meanwhile, one pause container disappears behind its back.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    sh("docker", &["rm", "-f", &gone]);
+    d.kill_and_restart().await;
+    let mut rt = d.runtime().await;
+    // Any call waits for start-up recovery (and its GC).
+    let listed = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(
+        listed.iter().any(|s| s.id == gone),
+        "checkpoint keeps it listed"
+    );
+    let files = cache_files(&d);
+    assert!(files.iter().all(|f| !f.contains(&gone)), "{files:?}");
+    assert!(files.iter().any(|f| f.contains(&kept)), "{files:?}");
+    assert_eq!(
+        net.leases(),
+        BTreeSet::from([kept_ip.clone()]),
+        "only the running pod keeps its lease"
+    );
+    assert_eq!(network_status(&mut rt, &kept).await.ip, kept_ip);
+    stop_and_remove(&mut rt, &gone).await;
+
+    // RemovePodSandbox without StopPodSandbox detaches the running pod first.
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: kept.clone(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+    assert!(cache_files(&d).is_empty(), "{:?}", cache_files(&d));
+    assert_eq!(net.bridge_ports(), "", "veth left on the bridge");
+    assert!(checkpoints(&d).is_empty(), "{:?}", checkpoints(&d));
+}

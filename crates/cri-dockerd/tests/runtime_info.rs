@@ -37,7 +37,7 @@ async fn version_v1_and_v1alpha2() {
 #[tokio::test]
 async fn status_reports_network_not_ready_without_cni_config_then_ready() {
     require_docker!();
-    let d = Daemon::start(&[]).await;
+    let d = Daemon::start(&["--network-plugin=cni"]).await;
     let mut rt = d.runtime().await;
     let st = rt
         .status(cri::StatusRequest { verbose: true })

@@ -14,6 +14,9 @@ pub const NOOP_WARNING: &str = "network plugin is no-op: pods will use Docker's 
 pub struct NoOp;
 
 impl NoOp {
+    /// The plugin's name (`--network-plugin=no-op`).
+    pub const NAME: &'static str = "no-op";
+
     /// Construct, logging the one loud warning.
     pub fn new() -> Self {
         tracing::warn!("{NOOP_WARNING}");
@@ -30,7 +33,7 @@ impl Default for NoOp {
 #[async_trait]
 impl NetworkPlugin for NoOp {
     fn name(&self) -> &'static str {
-        "no-op"
+        Self::NAME
     }
     fn status(&self) -> std::result::Result<(), NotReady> {
         Ok(())

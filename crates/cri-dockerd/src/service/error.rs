@@ -1,6 +1,6 @@
 //! Domain errors, in CRI terms. `server::status` maps them to gRPC codes.
 
-use crate::docker;
+use crate::{docker, network};
 
 /// What went wrong, as the CRI client needs to know it.
 #[derive(Debug, thiserror::Error)]
@@ -59,5 +59,49 @@ impl From<docker::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Internal(e.to_string())
+    }
+}
+
+/// The one place network-plugin errors become CRI errors: a plugin that is not ready yet is a
+/// precondition, a bad pod request the client's fault, anything else (a plugin's own failure,
+/// with its code, message and stderr kept) internal.
+impl From<network::Error> for Error {
+    fn from(e: network::Error) -> Self {
+        let msg = e.to_string();
+        match e {
+            network::Error::NotReady(_) => Error::FailedPrecondition(msg),
+            network::Error::InvalidArgument(_) => Error::InvalidArgument(msg),
+            _ => Error::Internal(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_errors_map_to_cri_codes() {
+        let nr: Error = network::Error::NotReady("cni config uninitialized".into()).into();
+        assert!(
+            matches!(&nr, Error::FailedPrecondition(m) if m.contains("cni config uninitialized")),
+            "{nr:?}"
+        );
+        let bad: Error = network::Error::InvalidArgument("bad bandwidth".into()).into();
+        assert!(matches!(bad, Error::InvalidArgument(_)), "{bad:?}");
+        let plugin: Error = network::Error::Plugin(Box::new(network::PluginError {
+            plugin: "bridge".into(),
+            network: "net".into(),
+            command: "ADD",
+            code: 11,
+            msg: "no IP addresses available".into(),
+            details: String::new(),
+            stderr: String::new(),
+        }))
+        .into();
+        assert!(
+            matches!(&plugin, Error::Internal(m) if m.contains("code 11: no IP addresses available")),
+            "{plugin:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Start-up recovery after a crash: remove what an interrupted RunPodSandbox or CreateContainer
-//! left half-made, and resume copying the logs of running containers.
+//! left half-made, release network attachments of sandboxes that no longer run, and resume
+//! copying the logs of running containers.
 
 use std::path::Path;
 
@@ -38,6 +39,17 @@ impl Runtime {
             {
                 tracing::warn!(pod_sandbox_id = %s.id, "recovery: {e}");
             }
+        }
+        // 1b. Network attachments of sandboxes that no longer run (a daemon killed between CNI
+        //     ADD and its reply, a pause container that died): DEL them from the plugin's
+        //     cache. Every running sandbox counts, whoever owns it.
+        let live: Vec<String> = sandboxes
+            .iter()
+            .filter(|s| matches!(s.state.as_str(), "running" | "paused" | "restarting"))
+            .map(|s| s.id.clone())
+            .collect();
+        if let Err(e) = self.network.gc(&live).await {
+            tracing::warn!("recovery: network garbage collection: {e}");
         }
         // 2. Containers whose CreateContainer call never returned (intent markers).
         let dir = self.config.root_dir.join("pending");

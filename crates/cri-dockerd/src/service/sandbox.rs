@@ -9,7 +9,9 @@ use k8s_cri::v1 as cri;
 use super::labels::{self, Bookkeeping, TYPE_SANDBOX};
 use super::state::{SandboxEntry, id_matches};
 use super::{Error, Result, Runtime, convert, naming};
+use crate::config::NetworkPluginKind;
 use crate::docker::{self, ContainerSpec};
+use crate::network::PodNetwork;
 use crate::store::{PortMapping, SandboxCheckpoint};
 
 /// How long the pause container gets to stop before it is killed (as the Go original).
@@ -148,7 +150,17 @@ impl Runtime {
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
         // The no-op plugin's Docker bridge and published ports come from the translation
-        // (`HostContext::docker_bridge`).
+        // (`HostContext::docker_bridge`); every other plugin gets a pause container on network
+        // `none` and attaches it below. Refuse early (nothing made) while it cannot.
+        let host_network = ns.network == cri::NamespaceMode::Node as i32;
+        if self.plugin_owns_network(host_network)
+            && let Err(nr) = self.network.status()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: {}",
+                nr.reason, nr.message
+            )));
+        }
 
         let id = self.create_container_recovering(&mut spec, true).await?;
         // From here on, a failure removes what was made.
@@ -180,6 +192,7 @@ impl Runtime {
         md: &cri::PodSandboxMetadata,
         ns: &cri::NamespaceOption,
     ) -> Result<()> {
+        let host_network = ns.network == cri::NamespaceMode::Node as i32;
         let info = self.docker.inspect_container(id).await?;
         let cp = SandboxCheckpoint {
             id: id.to_string(),
@@ -215,6 +228,7 @@ impl Runtime {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            network_plugin: (!host_network).then(|| self.network.name().to_string()),
             origin: Default::default(),
         };
         self.checkpoints
@@ -224,6 +238,29 @@ impl Runtime {
             .start_container(id)
             .await
             .map_err(|e| with_context(e.into(), "starting the pod sandbox (pause) container"))?;
+        if !self.plugin_owns_network(host_network) {
+            return Ok(());
+        }
+        // CNI ADD on the pause container's netns. On failure the plugin has already run DEL;
+        // the caller removes the container and the checkpoint.
+        let started = self.docker.inspect_container(id).await?;
+        let pid = u32::try_from(started.state.pid)
+            .ok()
+            .filter(|p| *p > 0 && started.state.running)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "the pause container exited right after its start ({}, exit code {})",
+                    started.state.status, started.state.exit_code
+                ))
+            })?;
+        let mut pod = self.pod_network(&cp, Some(pid));
+        pod.dns = cfg.dns_config.as_ref().map(Into::into);
+        let st = self
+            .network
+            .setup_pod(&pod)
+            .await
+            .map_err(|e| with_context(e.into(), "setting up the pod network"))?;
+        tracing::info!(pod_sandbox_id = %id, ip = %st.ip, additional_ips = ?st.additional_ips, "pod network attached");
         Ok(())
     }
 
@@ -241,8 +278,22 @@ impl Runtime {
                 ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
             }
         }
+        // Detach the network while the pause container (and its netns) still exists; the
+        // pause container is stopped even when that fails, and the failure is returned so
+        // that kubelet retries (DEL is idempotent and works from the cache without a netns).
+        let info = self.inspect_sandbox(&sb).await?;
+        let network_err = if self.owns_sandbox_network(&sb, info.as_ref()) {
+            self.teardown_sandbox_network(&sb, info.as_ref())
+                .await
+                .err()
+        } else {
+            None
+        };
         if sb.container.is_some() {
             ignore_not_found(self.docker.stop_container(&sb.id, SANDBOX_STOP_GRACE).await)?;
+        }
+        if let Some(e) = network_err {
+            return Err(e);
         }
         tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox stopped");
         Ok(())
@@ -256,6 +307,14 @@ impl Runtime {
             tracing::info!("RemovePodSandbox: no such sandbox, nothing to remove");
             return Ok(());
         };
+        // A sandbox removed without StopPodSandbox: detach its network first (after a Stop
+        // the pause container is not running and this is skipped).
+        if sb.container.as_ref().is_some_and(|c| c.state == "running") {
+            let info = self.inspect_sandbox(&sb).await?;
+            if self.owns_sandbox_network(&sb, info.as_ref()) {
+                self.teardown_sandbox_network(&sb, info.as_ref()).await?;
+            }
+        }
         for c in self.sandbox_containers(&sb.id).await? {
             self.remove_container_by_id(&c.id, c.labels.get(labels::LOG_PATH).map(String::as_str))
                 .await?;
@@ -268,6 +327,105 @@ impl Runtime {
             .map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox removed");
         Ok(())
+    }
+
+    /// The pause container's inspect data; `None` when it is gone.
+    async fn inspect_sandbox(&self, sb: &SandboxEntry) -> Result<Option<docker::ContainerInfo>> {
+        if sb.container.is_none() {
+            return Ok(None);
+        }
+        match self.docker.inspect_container(&sb.id).await {
+            Ok(i) => Ok(Some(i)),
+            Err(docker::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a pod with (`host_network`) gets its network from the plugin rather than from
+    /// Docker: not host-network, and the plugin is not `no-op`.
+    fn plugin_owns_network(&self, host_network: bool) -> bool {
+        !host_network && self.config.network_plugin != NetworkPluginKind::NoOp
+    }
+
+    /// Whether an existing sandbox's network was set up by the plugin (so it needs DEL and
+    /// has its IPs in the plugin): not host-network, not made under `no-op` (checkpoint), and
+    /// its pause container, when it still exists, is on Docker network `none`.
+    fn owns_sandbox_network(
+        &self,
+        sb: &SandboxEntry,
+        info: Option<&docker::ContainerInfo>,
+    ) -> bool {
+        let ns = namespace_options(sb, info);
+        if !self.plugin_owns_network(ns.network == cri::NamespaceMode::Node as i32) {
+            return false;
+        }
+        let made_by = sb
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.network_plugin.as_deref());
+        if made_by == Some(crate::network::NoOp::NAME) {
+            return false;
+        }
+        info.is_none_or(|i| i.network_mode == "none")
+    }
+
+    /// The plugin's view of a pod, from its checkpoint (or, without one, the container's
+    /// name and labels). `pid` is the running pause container's.
+    fn pod_network(&self, cp: &SandboxCheckpoint, pid: Option<u32>) -> PodNetwork {
+        PodNetwork {
+            name: cp.name.clone(),
+            namespace: cp.namespace.clone(),
+            uid: cp.uid.clone(),
+            sandbox_id: cp.id.clone(),
+            netns: pid.map(PodNetwork::netns_of_pid),
+            port_mappings: cp.port_mappings.iter().map(port_mapping).collect(),
+            annotations: cp.annotations.clone(),
+            pod_cidr: self.pod_cidr.read().ok().and_then(|c| c.clone()),
+            dns: None,
+        }
+    }
+
+    /// CNI DEL for a sandbox, with its netns while the pause container runs.
+    async fn teardown_sandbox_network(
+        &self,
+        sb: &SandboxEntry,
+        info: Option<&docker::ContainerInfo>,
+    ) -> Result<()> {
+        let pod = self.pod_network(&network_checkpoint(sb), running_pid(info));
+        self.network
+            .teardown_pod(&pod)
+            .await
+            .map_err(|e| with_context(e.into(), "tearing down the pod network"))
+    }
+
+    /// The pod's IPs from the plugin (its cached result, else the netns): no plugin runs.
+    async fn plugin_pod_ips(
+        &self,
+        sb: &SandboxEntry,
+        info: Option<&docker::ContainerInfo>,
+    ) -> cri::PodSandboxNetworkStatus {
+        let pod = PodNetwork {
+            sandbox_id: sb.id.clone(),
+            netns: running_pid(info).map(PodNetwork::netns_of_pid),
+            ..Default::default()
+        };
+        match self.network.pod_network_status(&pod).await {
+            Ok(st) => cri::PodSandboxNetworkStatus {
+                ip: st.ip.to_string(),
+                additional_ips: if self.config.ipv6_dual_stack {
+                    st.additional_ips
+                        .iter()
+                        .map(|ip| cri::PodIp { ip: ip.to_string() })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            },
+            Err(e) => {
+                tracing::debug!(pod_sandbox_id = %sb.id, "no pod IP: {e}");
+                cri::PodSandboxNetworkStatus::default()
+            }
+        }
     }
 
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<docker::ContainerSummary>> {
@@ -331,12 +489,19 @@ impl Runtime {
         }
         let ns = namespace_options(&sb, info.as_ref());
         let host_network = ns.network == cri::NamespaceMode::Node as i32;
-        status.network = Some(cri::PodSandboxNetworkStatus {
-            ip: match &info {
-                Some(i) if !host_network => i.ip_address.clone(),
-                _ => String::new(),
-            },
-            additional_ips: Vec::new(),
+        status.network = Some(if host_network {
+            cri::PodSandboxNetworkStatus::default()
+        } else if self.owns_sandbox_network(&sb, info.as_ref()) {
+            self.plugin_pod_ips(&sb, info.as_ref()).await
+        } else {
+            // Docker's bridge (no-op plugin).
+            cri::PodSandboxNetworkStatus {
+                ip: info
+                    .as_ref()
+                    .map(|i| i.ip_address.clone())
+                    .unwrap_or_default(),
+                additional_ips: Vec::new(),
+            }
         });
         status.linux = Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace { options: Some(ns) }),
@@ -420,6 +585,50 @@ fn namespace_options(
         ipc: mode(info.map(|i| i.ipc_mode.as_str())),
         target_id: String::new(),
         userns_options: None,
+    }
+}
+
+/// The pid of a running pause container.
+fn running_pid(info: Option<&docker::ContainerInfo>) -> Option<u32> {
+    info.filter(|i| i.state.running)
+        .and_then(|i| u32::try_from(i.state.pid).ok())
+        .filter(|p| *p > 0)
+}
+
+/// What the network plugin needs to know about a sandbox: its checkpoint, completed from the
+/// container's name and labels where the checkpoint lacks it (Go checkpoints have no uid or
+/// annotations; a sandbox may have no checkpoint at all).
+fn network_checkpoint(sb: &SandboxEntry) -> SandboxCheckpoint {
+    let mut cp = sb.checkpoint.clone().unwrap_or_default();
+    cp.id = sb.id.clone();
+    let md = sb.metadata();
+    for (have, from) in [
+        (&mut cp.name, md.name),
+        (&mut cp.namespace, md.namespace),
+        (&mut cp.uid, md.uid),
+    ] {
+        if have.is_empty() {
+            *have = from;
+        }
+    }
+    if cp.annotations.is_empty() {
+        cp.annotations = sb.labels().1.into_iter().collect();
+    }
+    cp
+}
+
+/// A checkpointed port mapping as the network layer takes it.
+fn port_mapping(p: &PortMapping) -> crate::network::PortMapping {
+    use crate::network::Protocol;
+    crate::network::PortMapping {
+        container_port: p.container_port,
+        host_port: p.host_port,
+        protocol: match p.protocol.to_ascii_lowercase().as_str() {
+            "udp" => Protocol::Udp,
+            "sctp" => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        },
+        host_ip: p.host_ip.clone(),
     }
 }
 

@@ -76,6 +76,11 @@ pub struct SandboxCheckpoint {
     pub log_directory: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// The network plugin (`cni`, `kubenet`, `no-op`) that owns the pod's network; `None` for
+    /// host-network pods and for checkpoints written before this field existed. Absent from
+    /// the file when `None`, so older files keep their checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_plugin: Option<String>,
     #[serde(skip)]
     pub origin: Origin,
 }
@@ -330,8 +335,25 @@ mod tests {
             log_directory: "/var/log/pods/x".into(),
             labels: BTreeMap::from([("a".into(), "1".into())]),
             annotations: BTreeMap::from([("b".into(), "2".into())]),
+            network_plugin: Some("cni".into()),
             origin: Origin::Ours,
         }
+    }
+
+    #[test]
+    fn files_without_the_network_plugin_field_still_verify() {
+        // A file written before `network_plugin` existed: same data, no such key.
+        let old = SandboxCheckpoint {
+            network_plugin: None,
+            ..sample()
+        };
+        let bytes = encode(&old).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("network_plugin"));
+        let back = decode(Path::new("/x"), "abc123", &bytes).unwrap();
+        assert_eq!(back, old);
+        // And with the field, it round-trips.
+        let bytes = encode(&sample()).unwrap();
+        assert_eq!(decode(Path::new("/x"), "abc123", &bytes).unwrap(), sample());
     }
 
     #[test]

@@ -95,6 +95,14 @@ impl Daemon {
         {
             args.push("--pod-infra-container-image=cri-dockerd-test/pause:latest".into());
         }
+        // RunPodSandbox fails while the default `cni` plugin has no configuration (as kubelet
+        // expects): tests that do not choose a plugin get Docker's bridge.
+        if !extra
+            .iter()
+            .any(|a| *a == "--network-plugin" || a.starts_with("--network-plugin="))
+        {
+            args.push("--network-plugin=no-op".into());
+        }
         if !extra.iter().any(|a| a.starts_with("--docker-endpoint")) {
             args.push(format!("--docker-endpoint={}", docker_endpoint()));
         }

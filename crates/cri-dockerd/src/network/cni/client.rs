@@ -295,7 +295,7 @@ impl CniClient {
             }
             let rt = RuntimeConf {
                 container_id: a.container_id.clone(),
-                netns: a.netns.clone(),
+                netns: stale_netns(&a.netns),
                 if_name: a.if_name.clone(),
                 args: a
                     .cni_args
@@ -375,5 +375,42 @@ impl CniClient {
             }
         }
         Ok(())
+    }
+}
+
+/// The netns to pass when deleting a stale attachment: a `/proc/<pid>/ns/net` path never (the
+/// sandbox is not running, so that pid is gone or reused — possibly by a host process, and DEL
+/// of loopback would take the host's `lo` down); another path only while it exists and is not
+/// the host's own.
+pub fn stale_netns(netns: &str) -> String {
+    let p = std::path::Path::new(netns);
+    if netns.is_empty()
+        || super::procnet::pid_of_netns(p).is_some()
+        || !p.exists()
+        || super::is_host_netns(p)
+    {
+        return String::new();
+    }
+    netns.to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::stale_netns;
+
+    #[test]
+    fn stale_attachments_never_get_a_proc_or_host_netns() {
+        assert_eq!(stale_netns(""), "");
+        assert_eq!(stale_netns("/proc/1/ns/net"), "");
+        assert_eq!(
+            stale_netns(&format!("/proc/{}/ns/net", std::process::id())),
+            ""
+        );
+        assert_eq!(stale_netns("/proc/self/ns/net"), "");
+        assert_eq!(stale_netns("/nonexistent/netns/x"), "");
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let p = f.path().display().to_string();
+        assert_eq!(stale_netns(&p), p);
     }
 }

@@ -38,6 +38,12 @@ impl Runtime {
         self.config.root_dir.join("pending")
     }
 
+    /// The intent marker of a CreateContainer for Docker container `name`: named by the name's
+    /// hash (kubelet-style names easily exceed the 255-byte file-name limit), holding the name.
+    fn marker_path(&self, name: &str) -> PathBuf {
+        self.pending_dir().join(naming::marker_file_name(name))
+    }
+
     /// `CreateContainer`.
     #[tracing::instrument(skip_all, fields(pod_sandbox_id = %req.pod_sandbox_id))]
     pub async fn create_container(&self, req: &cri::CreateContainerRequest) -> Result<String> {
@@ -133,9 +139,9 @@ impl Runtime {
 
         // An intent marker: if we die before Docker's answer arrives, start-up recovery removes
         // the container this call may have created.
-        let marker = self.pending_dir().join(&spec.name);
+        let marker = self.marker_path(&spec.name);
         std::fs::create_dir_all(self.pending_dir())?;
-        std::fs::write(&marker, b"")?;
+        std::fs::write(&marker, spec.name.as_bytes())?;
         let res = self.create_container_recovering(&mut spec, false).await;
         if let Err(e) = std::fs::remove_file(&marker) {
             tracing::warn!("removing intent marker {}: {e}", marker.display());

@@ -1,9 +1,7 @@
-//! Behaviour the CRI conformance suite (critest) relies on, over the real socket against the
-//! real dockerd: kubelet-length names, security-context specs, ExecSync timeouts and logs.
+//! Behaviour the CRI conformance suite (critest) relies on that other tests do not cover, over
+//! the real socket against the real dockerd: kubelet-length pod and container names.
 
 mod common;
-
-use std::time::Duration;
 
 use common::Daemon;
 use k8s_cri::v1 as cri;

@@ -206,3 +206,52 @@ async fn kubelet_length_names_create_and_recover() {
     assert!(!pending.join(&marker_name).exists());
     remove_pod(&mut rt, &p).await;
 }
+
+/// critest's log specs read the log file as soon as ContainerStatus reports the container
+/// exited: by then every line it wrote must be there, on both streams.
+#[tokio::test]
+async fn log_is_complete_once_status_reports_exited() {
+    require_docker!();
+    let d = Daemon::start(&[]).await;
+    let mut rt = d.runtime().await;
+    let p = pod(&mut rt, &d, "logpod").await;
+    for i in 0..3 {
+        let name = format!("exits-{i}");
+        let script = "echo hello World; echo 'to stderr' >&2; touch /x; echo Found";
+        let id = create(&mut rt, &p, container_config(&name, &["sh", "-c", script]))
+            .await
+            .expect("CreateContainer");
+        start(&mut rt, &id).await;
+        let log_path = loop {
+            let s = rt
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if s.state == cri::ContainerState::ContainerExited as i32 {
+                break s.log_path;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let tails: Vec<&str> = text
+            .lines()
+            .map(|l| l.splitn(2, ' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            tails,
+            [
+                "stdout F hello World",
+                "stderr F to stderr",
+                "stdout F Found"
+            ],
+            "{text}"
+        );
+    }
+    remove_pod(&mut rt, &p).await;
+}

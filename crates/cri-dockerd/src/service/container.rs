@@ -12,6 +12,9 @@ use super::state::{container_state, container_to_cri, id_matches};
 use super::{Error, Result, Runtime, convert, naming};
 use crate::docker::{self, ContainerInfo, ResourceSpec};
 
+/// Longest ContainerStatus waits for the log of an exited container to be copied.
+const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 impl Runtime {
     /// Inspect a CRI container (full ID or prefix): `None` if absent or not one of ours.
     async fn inspect_cri_container(&self, id: &str) -> Result<Option<ContainerInfo>> {
@@ -247,6 +250,10 @@ impl Runtime {
         self.host().await?;
         let info = self.require_container(&req.container_id).await?;
         let status = status_from_info(&info);
+        if status.state == cri::ContainerState::ContainerExited as i32 {
+            // Whoever sees the exit may read the log file next: it must hold all output.
+            self.logs.flush(&info.id, LOG_FLUSH_LIMIT).await;
+        }
         let mut out = cri::ContainerStatusResponse {
             status: Some(status),
             info: Default::default(),

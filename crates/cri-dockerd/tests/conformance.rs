@@ -239,10 +239,7 @@ async fn log_is_complete_once_status_reports_exited() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         };
         let text = std::fs::read_to_string(&log_path).unwrap();
-        let tails: Vec<&str> = text
-            .lines()
-            .map(|l| l.splitn(2, ' ').nth(1).unwrap())
-            .collect();
+        let tails: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(
             tails,
             [

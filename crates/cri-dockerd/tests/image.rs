@@ -364,6 +364,46 @@ async fn list_and_status_v1_and_v1alpha2() {
     assert!(s.image.is_none());
 }
 
+/// An untagged PullImage (critest pulls `<registry-prefix>/<path>` with no tag) fetches
+/// `:latest` only — Docker's API alone would pull every tag of the repository.
+#[tokio::test]
+async fn untagged_pull_fetches_latest_only() {
+    require_docker!();
+    let mut cleanup = Cleanup::default();
+    let repo = format!("cri-test/untagged-{}", suffix());
+    let (latest, _) = unique_image_in_registry(&mut cleanup, REGISTRY, &repo, "latest", &[]);
+    let (other, _) = unique_image_in_registry(&mut cleanup, REGISTRY, &repo, "v1", &[]);
+    let d = Daemon::start(&[]).await;
+    let mut img = d.image().await;
+    let bare = format!("{REGISTRY}/{repo}");
+    let r = img
+        .pull_image(cri::PullImageRequest {
+            image: spec(&bare),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.image_ref, latest);
+    assert!(image_id(&other).is_none(), "the :v1 tag was pulled too");
+    let s = img
+        .image_status(cri::ImageStatusRequest {
+            image: spec(&bare),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+        .unwrap();
+    assert_eq!(s.id, latest);
+    assert_eq!(s.repo_tags, vec![format!("{bare}:latest")]);
+    img.remove_image(cri::RemoveImageRequest { image: spec(&bare) })
+        .await
+        .unwrap();
+    assert_gone(&latest);
+}
+
 #[tokio::test]
 async fn pull_by_tag_and_digest_returns_the_image_id_then_remove() {
     require_docker!();

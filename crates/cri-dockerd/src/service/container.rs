@@ -40,6 +40,9 @@ fn cri_log_path(log_directory: &str, log_path: &str) -> Result<Option<String>> {
     Ok(Some(dir.join(file).to_string_lossy().into_owned()))
 }
 
+/// Longest ContainerStatus waits for the log of an exited container to be copied.
+const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 impl Runtime {
     /// Inspect a CRI container (full ID or prefix): `None` if absent or not one of ours.
     async fn inspect_cri_container(&self, id: &str) -> Result<Option<ContainerInfo>> {
@@ -64,6 +67,12 @@ impl Runtime {
     /// Directory of the intent markers of in-flight CreateContainer calls.
     fn pending_dir(&self) -> PathBuf {
         self.config.root_dir.join("pending")
+    }
+
+    /// The intent marker of a CreateContainer for Docker container `name`: named by the name's
+    /// hash (kubelet-style names easily exceed the 255-byte file-name limit), holding the name.
+    fn marker_path(&self, name: &str) -> PathBuf {
+        self.pending_dir().join(naming::marker_file_name(name))
     }
 
     /// `CreateContainer`.
@@ -152,9 +161,9 @@ impl Runtime {
 
         // An intent marker: if we die before Docker's answer arrives, start-up recovery removes
         // the container this call may have created.
-        let marker = self.pending_dir().join(&spec.name);
+        let marker = self.marker_path(&spec.name);
         std::fs::create_dir_all(self.pending_dir())?;
-        std::fs::write(&marker, b"")?;
+        std::fs::write(&marker, spec.name.as_bytes())?;
         let res = self.create_container_recovering(&mut spec, false).await;
         if let Err(e) = std::fs::remove_file(&marker) {
             tracing::warn!("removing intent marker {}: {e}", marker.display());
@@ -260,6 +269,10 @@ impl Runtime {
         self.host().await?;
         let info = self.require_container(&req.container_id).await?;
         let status = status_from_info(&info);
+        if status.state == cri::ContainerState::ContainerExited as i32 {
+            // Whoever sees the exit may read the log file next: it must hold all output.
+            self.logs.flush(&info.id, LOG_FLUSH_LIMIT).await;
+        }
         let mut out = cri::ContainerStatusResponse {
             status: Some(status),
             info: Default::default(),

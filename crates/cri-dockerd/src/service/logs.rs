@@ -57,6 +57,7 @@ struct Follower {
 #[derive(Debug)]
 enum Ctl {
     Reopen(oneshot::Sender<Result<()>>),
+    Flush(oneshot::Sender<()>),
     Exited,
     Stop,
 }
@@ -145,6 +146,28 @@ impl LogManager {
         ctl.send(Ctl::Reopen(tx))
             .map_err(|_| not_running(container_id))?;
         rx.await.map_err(|_| not_running(container_id))?
+    }
+
+    /// Copy everything Docker has logged so far now, and wait (at most `limit`) until it is in
+    /// the CRI file. Docker writes a container's last output before it reports the container
+    /// exited, so after this a reader of the CRI file sees all output of an exited container
+    /// (critest and `kubectl logs` read it right after seeing the exit). No-op when the log is
+    /// not (or no longer) followed: a finished follower has drained everything.
+    pub async fn flush(&self, container_id: &str, limit: Duration) {
+        let ctl = match self.lock() {
+            Ok(map) => match map.get(container_id) {
+                Some(f) if !f.task.is_finished() => f.ctl.clone(),
+                _ => return,
+            },
+            Err(_) => return,
+        };
+        let (tx, rx) = oneshot::channel();
+        if ctl.send(Ctl::Flush(tx)).is_err() {
+            return;
+        }
+        if tokio::time::timeout(limit, rx).await.is_err() {
+            tracing::warn!(container_id, "log flush did not finish within {limit:?}");
+        }
     }
 
     /// The container exited: copy what is left, then stop following (reopen is refused after).
@@ -379,6 +402,13 @@ impl Copier {
             match msg {
                 Some(Ctl::Stop) => return,
                 Some(Ctl::Exited) => exited = true,
+                Some(Ctl::Flush(reply)) => {
+                    if let Err(e) = self.pump() {
+                        tracing::warn!(container_id, "copying container log: {e}");
+                    }
+                    let _ = reply.send(());
+                    continue;
+                }
                 Some(Ctl::Reopen(reply)) => {
                     // Copy what is already there into the old file first.
                     let _ = self.pump();
@@ -852,6 +882,29 @@ mod tests {
             m.reopen("cid").await,
             Err(Error::FailedPrecondition(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn flush_copies_everything_before_returning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docker = dir.path().join("c-json.log");
+        let cri = dir.path().join("0.log");
+        write_docker(&docker, &[("stdout", "first\n")]);
+        let m = LogManager::new(dir.path().join("state"));
+        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
+        m.follow("cid", d, p).expect("follow");
+        wait_for(|| cri_texts(&cri).len() == 1).await;
+        // Idle long enough for the poll interval to back off to its maximum.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        write_docker(&docker, &[("stdout", "last words\n"), ("stderr", "oops\n")]);
+        m.flush("cid", Duration::from_secs(2)).await;
+        assert_eq!(
+            cri_texts(&cri),
+            ["stdout F first", "stdout F last words", "stderr F oops"]
+        );
+        // Not followed: returns at once.
+        m.flush("other", Duration::from_secs(2)).await;
+        m.forget("cid");
     }
 
     #[tokio::test]

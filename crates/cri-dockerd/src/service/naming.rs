@@ -47,6 +47,17 @@ pub fn randomize(name: &str) -> String {
     format!("{name}{DELIMITER}{hex}")
 }
 
+/// File name of the intent marker of a CreateContainer for Docker container `name`: the hex
+/// SHA-256 of the name, as a container name (pod name + namespace + uid + container name) can be
+/// longer than the 255 bytes a file name may have.
+pub fn marker_file_name(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn parts(name: &str) -> Option<Vec<&str>> {
     let name = name.trim_start_matches('/');
     let parts: Vec<&str> = name.split(DELIMITER).collect();
@@ -121,6 +132,27 @@ mod tests {
             parse_container_name(&container_name(&pod(), &c)),
             Some(c.clone())
         );
+    }
+
+    #[test]
+    fn marker_file_names_fit_any_container_name() {
+        let long = cri::PodSandboxMetadata {
+            name: "p".repeat(253),
+            namespace: "n".repeat(63),
+            uid: "u".repeat(36),
+            attempt: 0,
+        };
+        let c = cri::ContainerMetadata {
+            name: "c".repeat(63),
+            attempt: 0,
+        };
+        let name = container_name(&long, &c);
+        assert!(name.len() > 255);
+        let f = marker_file_name(&name);
+        assert_eq!(f.len(), 64);
+        assert!(f.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(f, marker_file_name(&name), "stable");
+        assert_ne!(f, marker_file_name(&container_name(&pod(), &c)));
     }
 
     #[test]

@@ -55,7 +55,12 @@ impl Runtime {
         let dir = self.config.root_dir.join("pending");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+                // The marker holds the container name (markers of older builds were empty and
+                // named after the container).
+                let name = match std::fs::read_to_string(e.path()) {
+                    Ok(n) if !n.trim().is_empty() => n.trim().to_string(),
+                    _ => e.file_name().to_string_lossy().into_owned(),
+                };
                 match self.docker.inspect_container(&name).await {
                     Ok(i) if i.state.status == "created" && ours(&i.labels) => {
                         tracing::info!(container_id = %i.id, name = %name, "recovery: removing a half-created container");

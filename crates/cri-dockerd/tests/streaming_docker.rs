@@ -93,6 +93,18 @@ async fn pod(rt: &mut Rt, d: &Daemon) -> Pod {
 
 /// Create and start a busybox container running `cmd` in `p`.
 async fn run(rt: &mut Rt, p: &Pod, name: &str, cmd: &[&str], stdin_tty: bool) -> String {
+    run_with(rt, p, name, cmd, stdin_tty, stdin_tty, false).await
+}
+
+async fn run_with(
+    rt: &mut Rt,
+    p: &Pod,
+    name: &str,
+    cmd: &[&str],
+    stdin: bool,
+    tty: bool,
+    stdin_once: bool,
+) -> String {
     let cfg = cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: name.into(),
@@ -104,8 +116,9 @@ async fn run(rt: &mut Rt, p: &Pod, name: &str, cmd: &[&str], stdin_tty: bool) ->
         }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}.log"),
-        stdin: stdin_tty,
-        tty: stdin_tty,
+        stdin,
+        tty,
+        stdin_once,
         labels: HashMap::new(),
         ..Default::default()
     };
@@ -168,7 +181,11 @@ async fn exec_stdout_stderr_and_exit_code_over_spdy_and_websocket() {
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     for proto in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
-        let url = exec_url(&mut rt, exec_req(&c, &["echo", "hello"], false, false, true)).await;
+        let url = exec_url(
+            &mut rt,
+            exec_req(&c, &["echo", "hello"], false, false, true),
+        )
+        .await;
         let opts = ExecOptions {
             stdout: true,
             stderr: true,
@@ -326,6 +343,46 @@ async fn attach_to_running_tty_container() {
     }
 }
 
+/// stdin_once without TTY: the end of the attach's stdin closes the container's stdin, so `cat`
+/// sees EOF, prints what it got and exits, which ends the attach.
+#[tokio::test]
+async fn attach_stdin_once_closes_container_stdin() {
+    require_docker!();
+    let (d, mut rt) = daemon().await;
+    let p = pod(&mut rt, &d).await;
+    let c = run_with(&mut rt, &p, "cat", &["cat"], true, false, true).await;
+    let url = rt
+        .attach(cri::AttachRequest {
+            container_id: c.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("Attach")
+        .into_inner()
+        .url;
+    let o = tokio::time::timeout(
+        Duration::from_secs(30),
+        client::spdy_exec(
+            &url,
+            "v4.channel.k8s.io",
+            ExecOptions {
+                stdin: Some(b"once\n".to_vec()),
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("attach ends when cat exits")
+    .expect("attach");
+    assert_eq!(o.stdout, b"once\n");
+    assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS);
+}
+
 #[tokio::test]
 async fn rpc_validation_codes() {
     require_docker!();
@@ -334,7 +391,13 @@ async fn rpc_validation_codes() {
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     let e = rt
-        .exec(exec_req("no-such-container", &["true"], false, false, false))
+        .exec(exec_req(
+            "no-such-container",
+            &["true"],
+            false,
+            false,
+            false,
+        ))
         .await
         .expect_err("unknown container");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
@@ -441,7 +504,7 @@ async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
 
     // The client going away mid-exec kills the process.
     drop(ws);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while top_has(&c, "sleep 4242") {
         assert!(
             Instant::now() < deadline,
@@ -469,8 +532,14 @@ async fn spdy_client_disconnect_kills_tty_exec() {
         .expect("connect");
     let _err = conn.open(&[("streamtype", "error")]).await.expect("error");
     let _stdin = conn.open(&[("streamtype", "stdin")]).await.expect("stdin");
-    let _out = conn.open(&[("streamtype", "stdout")]).await.expect("stdout");
-    let _resize = conn.open(&[("streamtype", "resize")]).await.expect("resize");
+    let _out = conn
+        .open(&[("streamtype", "stdout")])
+        .await
+        .expect("stdout");
+    let _resize = conn
+        .open(&[("streamtype", "resize")])
+        .await
+        .expect("resize");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !top_has(&c, "sleep 4343") {
         assert!(Instant::now() < deadline, "exec never started");
@@ -478,7 +547,7 @@ async fn spdy_client_disconnect_kills_tty_exec() {
     }
     conn.conn.terminate();
     drop(conn);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while top_has(&c, "sleep 4343") {
         assert!(
             Instant::now() < deadline,

@@ -73,7 +73,16 @@ pub struct AttachSpec {
 }
 
 fn attached(
-    output: Pin<Box<dyn Stream<Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>>,
+    output: Pin<
+        Box<
+            dyn Stream<
+                    Item = std::result::Result<
+                        bollard::container::LogOutput,
+                        bollard::errors::Error,
+                    >,
+                > + Send,
+        >,
+    >,
     input: Pin<Box<dyn AsyncWrite + Send>>,
 ) -> AttachedStreams {
     use bollard::container::LogOutput;
@@ -109,8 +118,11 @@ pub trait ExecApi {
     /// Resize the TTY of a started exec.
     async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> Result<()>;
     /// Attach to the main process of running `container_id` (live streams only, no logs).
-    async fn attach_container(&self, container_id: &str, spec: AttachSpec)
-    -> Result<AttachedStreams>;
+    async fn attach_container(
+        &self,
+        container_id: &str,
+        spec: AttachSpec,
+    ) -> Result<AttachedStreams>;
     /// Resize the TTY of `container_id`.
     async fn resize_container(&self, container_id: &str, width: u16, height: u16) -> Result<()>;
 }

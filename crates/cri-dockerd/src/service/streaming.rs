@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use cri_streaming::{ExitStatus, PortStream, StreamIo, TermSize};
 use futures_util::StreamExt;
 use k8s_cri::v1 as cri;
-use tokio::io::{AsyncWriteExt, AsyncWrite};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::exec::{exec_exit_code, kill_exec};
 use super::{Error, Result, Runtime};
@@ -61,9 +61,9 @@ impl Runtime {
             cri_streaming::Server::new(config, Arc::new(runtime))
         });
         server.start().await.map_err(|e| match e {
-            cri_streaming::Error::Io(e) => {
-                Error::Unavailable(format!("streaming server cannot listen on {bind_addr}: {e}"))
-            }
+            cri_streaming::Error::Io(e) => Error::Unavailable(format!(
+                "streaming server cannot listen on {bind_addr}: {e}"
+            )),
             other => from_stream_err(other),
         })
     }
@@ -147,9 +147,12 @@ impl Runtime {
         };
         sreq.validate().map_err(from_stream_err)?;
         self.host().await?;
-        let entry = self.find_sandbox(&req.pod_sandbox_id).await?.ok_or_else(|| {
-            Error::NotFound(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
-        })?;
+        let entry = self
+            .find_sandbox(&req.pod_sandbox_id)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
+            })?;
         if entry.state() != cri::PodSandboxState::SandboxReady {
             return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {:?} is not ready",
@@ -245,7 +248,7 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
             .await
             .map_err(to_stream_err)?;
         let target = ResizeTarget::Exec(exec_id.clone());
-        pump(self.docker.as_ref(), &target, streams, io).await?;
+        pump(self.docker.as_ref(), &target, streams, io, true).await?;
         guard.armed = false;
         let code = exec_exit_code(self.docker.as_ref(), &exec_id)
             .await
@@ -259,6 +262,16 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
         container_id: &str,
         io: StreamIo,
     ) -> std::result::Result<(), cri_streaming::Error> {
+        let info = self
+            .docker
+            .inspect_container(container_id)
+            .await
+            .map_err(to_stream_err)?;
+        // As kubelet defines stdin_once: the end of the client's stdin closes the container's
+        // stdin only for a StdinOnce container without TTY (Docker does the close on the
+        // half-close). Otherwise the container's stdin stays open and the output keeps
+        // streaming (a half-close would make Docker end the whole attach).
+        let close_stdin = info.stdin_once && !info.tty;
         let spec = AttachSpec {
             stdin: io.stdin.is_some(),
             stdout: io.stdout.is_some(),
@@ -271,7 +284,7 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
             .map_err(to_stream_err)?;
         tracing::info!(container_id, tty = io.tty, "attached");
         let target = ResizeTarget::Container(container_id.to_string());
-        pump(self.docker.as_ref(), &target, streams, io).await
+        pump(self.docker.as_ref(), &target, streams, io, close_stdin).await
     }
 
     async fn port_forward(
@@ -290,13 +303,11 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
                 "pod sandbox {pod_sandbox_id} is not running"
             )));
         }
-        let mut tcp = connect_in_netns(info.state.pid, port)
-            .await
-            .map_err(|e| {
-                cri_streaming::Error::Runtime(format!(
-                    "port-forward to port {port} in pod sandbox {pod_sandbox_id}: {e}"
-                ))
-            })?;
+        let mut tcp = connect_in_netns(info.state.pid, port).await.map_err(|e| {
+            cri_streaming::Error::Runtime(format!(
+                "port-forward to port {port} in pod sandbox {pod_sandbox_id}: {e}"
+            ))
+        })?;
         tracing::debug!(pod_sandbox_id, port, "port-forward connected");
         // Errors here are the two peers closing in their own ways: the forward is over.
         let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
@@ -305,12 +316,14 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
 }
 
 /// Copy client stdin to the process and the process's output to the client until the process
-/// closes its output; forward resizes meanwhile.
+/// closes its output; forward resizes meanwhile. `close_stdin`: half-close the connection when
+/// the client's stdin ends.
 async fn pump(
     docker: &dyn DockerApi,
     target: &ResizeTarget,
     streams: AttachedStreams,
     io: StreamIo,
+    close_stdin: bool,
 ) -> std::result::Result<(), cri_streaming::Error> {
     let AttachedStreams { mut output, input } = streams;
     let StreamIo {
@@ -326,9 +339,12 @@ async fn pump(
             if let Err(e) = tokio::io::copy(&mut stdin, &mut input).await {
                 tracing::debug!("stdin copy ended: {e}");
             }
-            // Half-close: the process reads EOF (for attach, Docker closes the container's
-            // stdin only when it was created with StdinOnce, as kubelet expects).
-            let _ = input.shutdown().await;
+            if close_stdin {
+                // Half-close: the process reads EOF.
+                let _ = input.shutdown().await;
+            } else {
+                let _ = input.flush().await;
+            }
         }
         // Keep the write half until the output ends.
         std::future::pending::<()>().await;
@@ -373,11 +389,7 @@ async fn write_or_drop(writer: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>, 
 async fn resize_tty(docker: &dyn DockerApi, target: &ResizeTarget, size: TermSize) {
     let r = match target {
         ResizeTarget::Exec(id) => docker.resize_exec(id, size.width, size.height).await,
-        ResizeTarget::Container(id) => {
-            docker
-                .resize_container(id, size.width, size.height)
-                .await
-        }
+        ResizeTarget::Container(id) => docker.resize_container(id, size.width, size.height).await,
     };
     if let Err(e) = r {
         tracing::debug!(?size, "terminal resize failed: {e}");

@@ -478,8 +478,7 @@ async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
     assert_eq!(e.status(), Some(404), "{e}");
     let e = client::ws_connect(&bogus, &["v5.channel.k8s.io"])
         .await
-        .err()
-        .expect("unknown token refused");
+        .expect_err("unknown token refused");
     assert_eq!(e.status(), Some(404), "{e}");
 
     // Use the real token once, cut the connection, then reuse it.
@@ -493,8 +492,7 @@ async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
     }
     let e = client::ws_connect(&url, &["v5.channel.k8s.io"])
         .await
-        .err()
-        .expect("reuse refused");
+        .expect_err("reuse refused");
     assert_eq!(e.status(), Some(404), "{e}");
     let e = client::spdy_connect(&url, &["v4.channel.k8s.io"])
         .await
@@ -707,6 +705,89 @@ async fn port_forward_to_httpd_in_pod_ipv4_ipv6_and_concurrent() {
     }
     assert!(String::from_utf8_lossy(&body).contains(INDEX));
     let _ = sink.close().await;
+}
+
+/// A host-network pod: the forward enters the host's namespace; the listener is IPv6-only, so
+/// the request goes through the `[::1]` fallback. (Docker bridge pods have IPv6 disabled on `lo`.)
+#[tokio::test]
+async fn port_forward_host_network_ipv6_loopback() {
+    require_docker!();
+    if !std::fs::read_to_string("/proc/net/if_inet6")
+        .is_ok_and(|s| s.contains("00000000000000000000000000000001"))
+    {
+        eprintln!("host has no ::1: IPv6 port-forward not checked");
+        return;
+    }
+    let (d, mut rt) = daemon().await;
+    let mut p = pod(&mut rt, &d).await;
+    // Recreate as a host-network pod.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: p.id.clone(),
+    })
+    .await
+    .expect("stop");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: p.id.clone(),
+    })
+    .await
+    .expect("remove");
+    p.config.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: cri::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    p.id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(p.config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox host network")
+        .into_inner()
+        .pod_sandbox_id;
+    let port = (20000 + std::process::id() % 20000).to_string();
+    let listen = format!("[::1]:{port}");
+    let _httpd = run(
+        &mut rt,
+        &p,
+        "httpd6",
+        &["httpd", "-f", "-p", &listen, "-h", "/var/www"],
+        false,
+    )
+    .await;
+    let url = rt
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: p.id.clone(),
+            port: vec![],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url;
+    let c = client::spdy_connect(&url, &["portforward.k8s.io"])
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        let (data, err) = spdy_forward_once(&c, &port, &n.to_string(), GET).await;
+        n += 1;
+        if String::from_utf8_lossy(&data).contains(INDEX) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer over [::1]:{port}: {:?}",
+            String::from_utf8_lossy(&err)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.conn.close().await;
 }
 
 /// 64 MiB through exec stdin -> `cat` -> stdout arrives byte-exact.

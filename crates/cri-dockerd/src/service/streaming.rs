@@ -379,10 +379,10 @@ async fn pump(
 
 /// Write `data` to the client; a client that stopped reading is dropped (output is drained).
 async fn write_or_drop(writer: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>, data: &[u8]) {
-    if let Some(w) = writer.as_mut() {
-        if w.write_all(data).await.is_err() {
-            *writer = None;
-        }
+    if let Some(w) = writer.as_mut()
+        && w.write_all(data).await.is_err()
+    {
+        *writer = None;
     }
 }
 

@@ -157,6 +157,10 @@ fn run(config: Config) -> anyhow::Result<()> {
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
         runtime.spawn_startup();
+        let streaming_addr = runtime
+            .start_streaming()
+            .await
+            .context("starting the streaming server")?;
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
             .with_context(|| format!("listening on {}", config.cri_endpoint))?;
@@ -164,6 +168,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(
             version = %version::full_version(),
             endpoint = %config.cri_endpoint,
+            streaming = %streaming_addr,
             "cri-dockerd serving CRI v1 and v1alpha2"
         );
         notify("READY=1");
@@ -175,7 +180,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                 draining.notify_one();
             }
         };
-        let serve = server::serve(runtime, listener, signal);
+        let serve = server::serve(runtime.clone(), listener, signal);
         tokio::select! {
             served = serve => served.context("serving gRPC")?,
             () = async {
@@ -188,6 +193,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                 );
             }
         }
+        runtime.stop_streaming();
         tracing::info!("cri-dockerd stopped");
         Ok(())
     });

@@ -191,6 +191,8 @@ pub struct ContainerInfo {
     pub ip_address: String,
     pub tty: bool,
     pub open_stdin: bool,
+    /// Docker closes the container's stdin when the first attach's stdin ends.
+    pub stdin_once: bool,
     pub resources: ResourceSpec,
     pub cgroup_parent: String,
     pub runtime: String,
@@ -564,6 +566,7 @@ fn info_from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerI
         ip_address,
         tty: config.tty.unwrap_or(false),
         open_stdin: config.open_stdin.unwrap_or(false),
+        stdin_once: config.stdin_once.unwrap_or(false),
         resources: ResourceSpec {
             cpu_period: host.cpu_period.unwrap_or(0),
             cpu_quota: host.cpu_quota.unwrap_or(0),

@@ -1,8 +1,15 @@
-//! Exec calls: create an exec instance, run it to completion collecting its output, inspect it.
+//! Exec and attach calls: create an exec instance, run it to completion collecting its output,
+//! inspect it; and the streaming forms (attached exec, container attach, TTY resize) that the
+//! CRI streaming server drives.
+
+use std::pin::Pin;
 
 use async_trait::async_trait;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use futures_util::StreamExt;
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::{AttachContainerOptions, ResizeContainerTTYOptions};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWrite;
 
 use super::client::DockerClient;
 use super::error::{Error, Result};
@@ -36,7 +43,66 @@ pub struct ExecInfo {
     pub pid: i64,
 }
 
-/// Exec-level Docker calls.
+/// A chunk of an attached process's output. With a TTY everything is `Stdout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChunk {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// The hijacked connection of an attached exec or container attach.
+pub struct AttachedStreams {
+    /// The process's output, demultiplexed (ends when the process closes its output).
+    pub output: Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>,
+    /// The process's stdin; shutting it down half-closes the connection (stdin EOF).
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for AttachedStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttachedStreams")
+    }
+}
+
+/// Which streams to attach to a running container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachSpec {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+fn attached(
+    output: Pin<
+        Box<
+            dyn Stream<
+                    Item = std::result::Result<
+                        bollard::container::LogOutput,
+                        bollard::errors::Error,
+                    >,
+                > + Send,
+        >,
+    >,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+) -> AttachedStreams {
+    use bollard::container::LogOutput;
+    let output = output.filter_map(|chunk| async move {
+        match chunk {
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                Some(Ok(OutputChunk::Stdout(message)))
+            }
+            Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(Error::from(e))),
+        }
+    });
+    AttachedStreams {
+        output: Box::pin(output),
+        input,
+    }
+}
+
+/// Exec- and attach-level Docker calls.
 #[async_trait]
 pub trait ExecApi {
     /// Create an exec instance in `container_id`; returns its ID. `NotFound` for an unknown
@@ -47,6 +113,18 @@ pub trait ExecApi {
     async fn run_exec(&self, exec_id: &str, limit: usize) -> Result<ExecOutput>;
     /// Inspect `exec_id`.
     async fn inspect_exec(&self, exec_id: &str) -> Result<ExecInfo>;
+    /// Start `exec_id` attached and hand over its streams (`tty`: raw, not multiplexed).
+    async fn start_exec_streaming(&self, exec_id: &str, tty: bool) -> Result<AttachedStreams>;
+    /// Resize the TTY of a started exec.
+    async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> Result<()>;
+    /// Attach to the main process of running `container_id` (live streams only, no logs).
+    async fn attach_container(
+        &self,
+        container_id: &str,
+        spec: AttachSpec,
+    ) -> Result<AttachedStreams>;
+    /// Resize the TTY of `container_id`.
+    async fn resize_container(&self, container_id: &str, width: u16, height: u16) -> Result<()>;
 }
 
 fn keep(buf: &mut Vec<u8>, data: &[u8], budget: &mut usize, truncated: &mut bool) {
@@ -121,6 +199,61 @@ impl ExecApi for DockerClient {
             exit_code: if running { None } else { r.exit_code },
             pid: r.pid.unwrap_or(0),
         })
+    }
+
+    async fn start_exec_streaming(&self, exec_id: &str, tty: bool) -> Result<AttachedStreams> {
+        let id = exec_id.to_string();
+        let opts = StartExecOptions {
+            detach: false,
+            tty,
+            output_capacity: Some(64 * 1024),
+        };
+        let started = self
+            .call(|d| async move { d.start_exec(&id, Some(opts)).await })
+            .await?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok(attached(output, input)),
+            StartExecResults::Detached => Err(Error::Client(format!(
+                "exec {exec_id} started detached although attached was asked"
+            ))),
+        }
+    }
+
+    async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> Result<()> {
+        let id = exec_id.to_string();
+        let opts = ResizeExecOptions { height, width };
+        self.call(|d| async move { d.resize_exec(&id, opts).await })
+            .await
+    }
+
+    async fn attach_container(
+        &self,
+        container_id: &str,
+        spec: AttachSpec,
+    ) -> Result<AttachedStreams> {
+        let id = container_id.to_string();
+        let opts = AttachContainerOptions {
+            stdin: spec.stdin,
+            stdout: spec.stdout,
+            stderr: spec.stderr,
+            stream: true,
+            logs: false,
+            detach_keys: None,
+        };
+        let r = self
+            .call(|d| async move { d.attach_container(&id, Some(opts)).await })
+            .await?;
+        Ok(attached(r.output, r.input))
+    }
+
+    async fn resize_container(&self, container_id: &str, width: u16, height: u16) -> Result<()> {
+        let id = container_id.to_string();
+        let opts = ResizeContainerTTYOptions {
+            w: i32::from(width),
+            h: i32::from(height),
+        };
+        self.call(|d| async move { d.resize_container_tty(&id, opts).await })
+            .await
     }
 }
 

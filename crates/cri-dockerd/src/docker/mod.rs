@@ -18,7 +18,7 @@ pub use container::{
     HostSpec, ListFilter, LogConfig, MountInfo, MountSpec, PortBinding, Propagation, ResourceSpec,
 };
 pub use error::{Error, Result};
-pub use exec::{ExecApi, ExecInfo, ExecOutput, ExecSpec};
+pub use exec::{AttachSpec, AttachedStreams, ExecApi, ExecInfo, ExecOutput, ExecSpec, OutputChunk};
 pub use image::{DiskUsage, HistoryEntry, ImageApi, ImageDetails, ImageInfo, PullAuth};
 pub use system::{DaemonInfo, SystemApi, VersionInfo};
 

@@ -162,19 +162,19 @@ impl RuntimeService for RuntimeV1 {
         Ok(Response::new(self.rt.exec_sync(req.get_ref()).await?))
     }
 
-    async fn exec(&self, _req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
-        unimplemented("Exec")
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
+        Ok(Response::new(self.rt.exec(req.get_ref()).await?))
     }
 
-    async fn attach(&self, _req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
-        unimplemented("Attach")
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
+        Ok(Response::new(self.rt.attach(req.get_ref()).await?))
     }
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Res<cri::PortForwardResponse> {
-        unimplemented("PortForward")
+        Ok(Response::new(self.rt.port_forward(req.get_ref()).await?))
     }
 
     async fn container_stats(

@@ -58,7 +58,7 @@ impl Runtime {
         }
     }
 
-    async fn require_container(&self, id: &str) -> Result<ContainerInfo> {
+    pub(crate) async fn require_container(&self, id: &str) -> Result<ContainerInfo> {
         self.inspect_cri_container(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))

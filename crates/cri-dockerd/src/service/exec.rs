@@ -92,14 +92,14 @@ async fn run_exec(
     match tokio::time::timeout(limit, run).await {
         Ok(out) => Ok(Some(out?)),
         Err(_) => {
-            kill_exec(docker, exec_id).await;
+            kill_exec(docker, exec_id, "timed-out").await;
             Ok(None)
         }
     }
 }
 
 /// The exit code, once Docker has recorded it (the output stream can close a moment before).
-async fn exec_exit_code(docker: &dyn DockerApi, exec_id: &str) -> Result<i32> {
+pub(crate) async fn exec_exit_code(docker: &dyn DockerApi, exec_id: &str) -> Result<i32> {
     for _ in 0..100 {
         let info = docker.inspect_exec(exec_id).await?;
         if let Some(code) = info.exit_code.filter(|_| !info.running) {
@@ -115,17 +115,18 @@ async fn exec_exit_code(docker: &dyn DockerApi, exec_id: &str) -> Result<i32> {
 
 /// SIGKILL the exec'd process and its descendants (Docker has no exec kill). Best effort:
 /// failures are logged. Needs this daemon in dockerd's PID namespace (Docker reports host PIDs).
-async fn kill_exec(docker: &dyn DockerApi, exec_id: &str) {
+/// `why` says why, for the log.
+pub(crate) async fn kill_exec(docker: &dyn DockerApi, exec_id: &str, why: &str) {
     let pid = match docker.inspect_exec(exec_id).await {
         Ok(info) if info.running && info.pid > 0 => info.pid,
         Ok(_) => return,
         Err(e) => {
-            tracing::warn!(exec_id, "cannot inspect timed-out exec to kill it: {e}");
+            tracing::warn!(exec_id, "cannot inspect {why} exec to kill it: {e}");
             return;
         }
     };
     let pids = process_tree(pid);
-    tracing::info!(exec_id, pid, ?pids, "killing timed-out exec");
+    tracing::info!(exec_id, pid, ?pids, "killing {why} exec");
     kill_pids(&pids).await;
 }
 

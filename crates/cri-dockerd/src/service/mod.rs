@@ -17,6 +17,7 @@ mod recovery;
 pub mod runtime_info;
 pub mod sandbox;
 pub mod state;
+pub mod streaming;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct Runtime {
     host: tokio::sync::OnceCell<HostContext>,
     /// Marks the containers this instance creates (see [`labels::OWNER`]).
     pub(crate) owner: String,
+    /// The exec/attach/port-forward server, once [`Runtime::start_streaming`] ran.
+    pub(crate) streaming: std::sync::OnceLock<cri_streaming::Server>,
 }
 
 impl Runtime {
@@ -57,6 +60,7 @@ impl Runtime {
             logs: LogManager::new(config.root_dir.join("logs")),
             host: tokio::sync::OnceCell::new(),
             owner,
+            streaming: std::sync::OnceLock::new(),
             docker,
             config,
             network,

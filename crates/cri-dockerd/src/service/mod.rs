@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod container;
 pub mod convert;
 mod error;
+pub mod events;
 pub mod exec;
 pub mod host;
 pub mod image;
@@ -17,6 +18,7 @@ mod recovery;
 pub mod runtime_info;
 pub mod sandbox;
 pub mod state;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -44,6 +46,10 @@ pub struct Runtime {
     host: tokio::sync::OnceCell<HostContext>,
     /// Marks the containers this instance creates (see [`labels::OWNER`]).
     pub(crate) owner: String,
+    /// The event-fed view of our containers that List calls read.
+    pub(crate) view: view::View,
+    /// Subscribers to the CRI container events.
+    pub(crate) events: events::EventHub,
 }
 
 impl Runtime {
@@ -57,6 +63,8 @@ impl Runtime {
             logs: LogManager::new(config.root_dir.join("logs")),
             host: tokio::sync::OnceCell::new(),
             owner,
+            view: view::View::default(),
+            events: events::EventHub::default(),
             docker,
             config,
             network,
@@ -92,6 +100,8 @@ impl Runtime {
     /// Detect the host and recover from an earlier crash as soon as dockerd answers, retrying
     /// in the background until it does. Call once at start-up.
     pub fn spawn_startup(self: &Arc<Self>) {
+        self.spawn_event_publisher();
+        self.spawn_view_feed();
         let rt = self.clone();
         tokio::spawn(async move {
             loop {

@@ -60,7 +60,10 @@ impl Runtime {
         let mut renamed = false;
         loop {
             match self.docker.create_container(spec).await {
-                Ok(id) => return Ok(id),
+                Ok(id) => {
+                    self.view_refresh(&id).await;
+                    return Ok(id);
+                }
                 Err(docker::Error::NotFound(msg)) if pull && !pulled && msg.contains("image") => {
                     tracing::info!(image = %spec.image, "pulling the pod infra image");
                     self.docker
@@ -164,6 +167,7 @@ impl Runtime {
                 {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox: {rm}");
                 }
+                self.view_refresh(&id).await;
                 if let Err(rm) = self.checkpoints.remove(&id) {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox's checkpoint: {rm}");
                 }
@@ -224,6 +228,7 @@ impl Runtime {
             .start_container(id)
             .await
             .map_err(|e| with_context(e.into(), "starting the pod sandbox (pause) container"))?;
+        self.view_note(id, "running").await;
         Ok(())
     }
 
@@ -239,10 +244,12 @@ impl Runtime {
         for c in self.sandbox_containers(&sb.id).await? {
             if c.state == "running" || c.state == "paused" || c.state == "restarting" {
                 ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
+                self.view_note(&c.id, "exited").await;
             }
         }
         if sb.container.is_some() {
             ignore_not_found(self.docker.stop_container(&sb.id, SANDBOX_STOP_GRACE).await)?;
+            self.view_note(&sb.id, "exited").await;
         }
         tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox stopped");
         Ok(())
@@ -262,6 +269,7 @@ impl Runtime {
         }
         if sb.container.is_some() {
             ignore_not_found(self.docker.remove_container(&sb.id, true).await)?;
+            self.view.remove(&sb.id);
         }
         self.checkpoints
             .remove(&sb.id)

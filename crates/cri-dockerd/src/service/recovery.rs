@@ -36,6 +36,7 @@ impl Runtime {
             {
                 tracing::warn!(pod_sandbox_id = %s.id, "recovery: {e}");
             }
+            self.view_refresh(&s.id).await;
         }
         // 2. Containers whose CreateContainer call never returned (intent markers).
         let dir = self.config.root_dir.join("pending");
@@ -48,6 +49,7 @@ impl Runtime {
                         if let Err(e) = self.docker.remove_container(&i.id, true).await {
                             tracing::warn!(container_id = %i.id, "recovery: {e}");
                         }
+                        self.view_refresh(&i.id).await;
                     }
                     Ok(_) | Err(docker::Error::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),

@@ -86,7 +86,7 @@ impl Runtime {
                     };
                     tracing::warn!(name = %spec.name, holder = %holder, "name conflict: removing the leftover container");
                     match self.docker.remove_container(&holder, false).await {
-                        Ok(()) => {}
+                        Ok(()) => self.view_refresh(&holder).await,
                         Err(docker::Error::NotFound(_)) => {
                             spec.name = naming::randomize(&spec.name)
                         }

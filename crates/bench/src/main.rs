@@ -43,6 +43,9 @@ struct Args {
     /// Running containers per pod for the List/Status measurements.
     #[arg(long, default_value_t = 1)]
     containers_per_pod: usize,
+    /// Pod infra (pause) image for the daemon.
+    #[arg(long, default_value = "cri-dockerd-test/pause:latest")]
+    pause_image: String,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
     out: PathBuf,
@@ -132,6 +135,7 @@ async fn start_daemon(args: &Args) -> anyhow::Result<(Daemon, Duration)> {
         ))
         .arg(format!("--docker-endpoint=unix://{}", args.docker_socket))
         .arg("--network-plugin=no-op")
+        .arg(format!("--pod-infra-container-image={}", args.pause_image))
         .arg("--log-level=error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -111,6 +111,8 @@ pub struct View {
     inner: Mutex<Inner>,
     tx: mpsc::UnboundedSender<Transition>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Transition>>>,
+    /// Asks the feed for a full resync (after a failed single-container refresh).
+    resync_wanted: tokio::sync::Notify,
 }
 
 impl Default for View {
@@ -120,6 +122,7 @@ impl Default for View {
             inner: Mutex::new(Inner::default()),
             tx,
             rx: Mutex::new(Some(rx)),
+            resync_wanted: tokio::sync::Notify::new(),
         }
     }
 }
@@ -326,6 +329,7 @@ impl Runtime {
                 // The view cannot vouch for this ID any more: stop serving it until a resync.
                 tracing::debug!(container_id = %id, "refreshing the container view: {e}");
                 self.view.set_healthy(false);
+                self.view.resync_wanted.notify_one();
             }
         }
     }
@@ -412,6 +416,13 @@ impl Runtime {
                                 tracing::warn!("periodic container view resync failed: {e}");
                                 break;
                             }
+                        }
+                        () = rt.view.resync_wanted.notified() => {
+                            if let Err(e) = rt.view_resync().await {
+                                tracing::warn!("container view resync failed: {e}");
+                                break;
+                            }
+                            rt.view.set_healthy(true);
                         }
                     }
                 }

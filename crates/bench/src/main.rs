@@ -58,6 +58,13 @@ struct Args {
     /// Only the call-latency part (no containers are created).
     #[arg(long)]
     calls_only: bool,
+    /// Pod counts at which List/Status calls are measured (pods created through CRI, each
+    /// with `--containers-per-pod` running containers); empty to skip.
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    list_pods: Vec<usize>,
+    /// Running containers per pod for the List/Status measurements.
+    #[arg(long, default_value_t = 1)]
+    containers_per_pod: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
     out: PathBuf,
@@ -211,6 +218,255 @@ fn row(name: &str, cri: Stats, docker: Option<Stats>) -> Row {
     }
 }
 
+/// Pods created through CRI for the List/Status measurements; removed at the end (and by
+/// namespace label through Docker if anything is left).
+struct Pods {
+    namespace: String,
+    sandboxes: Vec<String>,
+    containers: Vec<String>,
+}
+
+async fn grow_pods(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pods: &mut Pods,
+    n: usize,
+    per_pod: usize,
+    image: &str,
+) -> anyhow::Result<()> {
+    while pods.sandboxes.len() < n {
+        let i = pods.sandboxes.len();
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: format!("bench-{i}"),
+                namespace: pods.namespace.clone(),
+                uid: format!("{}-{i}", pods.namespace),
+                attempt: 0,
+            }),
+            ..Default::default()
+        };
+        let sb = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id;
+        pods.sandboxes.push(sb.clone());
+        for j in 0..per_pod {
+            let c = rt
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: sb.clone(),
+                    config: Some(cri::ContainerConfig {
+                        metadata: Some(cri::ContainerMetadata {
+                            name: format!("c{j}"),
+                            attempt: 0,
+                        }),
+                        image: Some(cri::ImageSpec {
+                            image: image.to_string(),
+                            ..Default::default()
+                        }),
+                        command: vec!["sleep".into(), "3600".into()],
+                        ..Default::default()
+                    }),
+                    sandbox_config: Some(config.clone()),
+                })
+                .await?
+                .into_inner()
+                .container_id;
+            rt.start_container(cri::StartContainerRequest {
+                container_id: c.clone(),
+            })
+            .await?;
+            pods.containers.push(c);
+        }
+    }
+    Ok(())
+}
+
+async fn remove_pods(rt: &mut RuntimeServiceClient<Channel>, docker: &Docker, pods: &Pods) {
+    for sb in &pods.sandboxes {
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.clone(),
+            })
+            .await;
+    }
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("io.kubernetes.pod.namespace={}", pods.namespace)],
+    )]);
+    let left = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
+    for c in left {
+        if let Some(id) = c.id {
+            let _ = docker
+                .remove_container(
+                    &id,
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
+}
+
+fn docker_list_by_type(ty: &str) -> bollard::query_parameters::ListContainersOptions {
+    bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("io.kubernetes.docker.type={ty}")],
+        )])),
+        ..Default::default()
+    }
+}
+
+/// ListPodSandbox, ListContainers, PodSandboxStatus and ContainerStatus at `pods.len()` pods,
+/// next to the Docker list/inspect calls they stand on.
+async fn measure_lists(
+    rt: &RuntimeServiceClient<Channel>,
+    docker: &Docker,
+    pods: &Pods,
+    reps: usize,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let n = pods.sandboxes.len();
+    let c = time_n(reps, || {
+        let mut rt = rt.clone();
+        async move {
+            Ok(rt
+                .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    let d = time_n(reps, || {
+        let docker = docker.clone();
+        async move {
+            Ok(docker
+                .list_containers(Some(docker_list_by_type("podsandbox")))
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    rows.push(row(
+        &format!("ListPodSandbox @{n} pods (vs list)"),
+        c,
+        Some(d),
+    ));
+    let c = time_n(reps, || {
+        let mut rt = rt.clone();
+        async move {
+            Ok(rt
+                .list_containers(cri::ListContainersRequest { filter: None })
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    let d = time_n(reps, || {
+        let docker = docker.clone();
+        async move {
+            Ok(docker
+                .list_containers(Some(docker_list_by_type("container")))
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    rows.push(row(
+        &format!("ListContainers @{n} pods (vs list)"),
+        c,
+        Some(d),
+    ));
+    let sb = pods.sandboxes[n / 2].clone();
+    let c = time_n(reps, || {
+        let mut rt = rt.clone();
+        let sb = sb.clone();
+        async move {
+            Ok(rt
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: sb,
+                    verbose: false,
+                })
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    let d = time_n(reps, || {
+        let docker = docker.clone();
+        let sb = sb.clone();
+        async move {
+            Ok(docker
+                .inspect_container(
+                    &sb,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .map(drop)?)
+        }
+    })
+    .await?;
+    rows.push(row(
+        &format!("PodSandboxStatus @{n} pods (vs inspect)"),
+        c,
+        Some(d),
+    ));
+    if let Some(ctr) = pods.containers.get(pods.containers.len() / 2).cloned() {
+        let c = time_n(reps, || {
+            let mut rt = rt.clone();
+            let ctr = ctr.clone();
+            async move {
+                Ok(rt
+                    .container_status(cri::ContainerStatusRequest {
+                        container_id: ctr,
+                        verbose: false,
+                    })
+                    .await
+                    .map(drop)?)
+            }
+        })
+        .await?;
+        let d = time_n(reps, || {
+            let docker = docker.clone();
+            let ctr = ctr.clone();
+            async move {
+                Ok(docker
+                    .inspect_container(
+                        &ctr,
+                        None::<bollard::query_parameters::InspectContainerOptions>,
+                    )
+                    .await
+                    .map(drop)?)
+            }
+        })
+        .await?;
+        rows.push(row(
+            &format!("ContainerStatus @{n} pods (vs inspect)"),
+            c,
+            Some(d),
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -332,6 +588,34 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         Err(e) => eprintln!("ImageStatus not measured: {e}"),
     }
 
+    let mut counts = args.list_pods.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.iter().any(|&n| n > 0) {
+        let mut pods = Pods {
+            namespace: format!("bench-{}", std::process::id()),
+            sandboxes: Vec::new(),
+            containers: Vec::new(),
+        };
+        let mut rt2 = rt.clone();
+        let mut result = Ok(());
+        for &n in counts.iter().filter(|&&n| n > 0) {
+            result = grow_pods(&mut rt2, &mut pods, n, args.containers_per_pod, &args.image).await;
+            if result.is_err() {
+                break;
+            }
+            // Let the event-fed view (if any) catch up with the burst.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            result = measure_lists(&rt, &docker, &pods, reps, &mut rows).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        remove_pods(&mut rt2, &docker, &pods).await;
+        if let Err(e) = result {
+            eprintln!("List/Status at N pods not measured: {e}");
+        }
+    }
     let rss_after_calls = rss_kib(daemon.child.id());
     let (mut lc, mut concurrent, mut memory) = (Vec::new(), None, None);
     if !args.calls_only {

@@ -56,6 +56,11 @@ impl DockerClient {
         Ok(docker)
     }
 
+    /// Drop the connection so that the next call reconnects (and negotiates) again.
+    pub(crate) async fn forget_connection(&self) {
+        self.conn.write().await.take();
+    }
+
     /// Run `f` on the connection; an `Unavailable` answer drops the connection so that the next
     /// call reconnects and negotiates again (dockerd may have been upgraded).
     pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T>

@@ -8,6 +8,7 @@
 mod client;
 pub mod container;
 mod error;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod system;
@@ -18,11 +19,18 @@ pub use container::{
     HostSpec, ListFilter, LogConfig, MountInfo, MountSpec, PortBinding, Propagation, ResourceSpec,
 };
 pub use error::{Error, Result};
+pub use events::{ContainerAction, ContainerEvent, ContainerEventStream, EventsApi};
 pub use exec::{AttachSpec, AttachedStreams, ExecApi, ExecInfo, ExecOutput, ExecSpec, OutputChunk};
 pub use image::{DiskUsage, HistoryEntry, ImageApi, ImageDetails, ImageInfo, PullAuth};
 pub use system::{DaemonInfo, SystemApi, VersionInfo};
 
 /// Everything the domain layer needs from Docker.
-pub trait DockerApi: SystemApi + ImageApi + ContainerApi + ExecApi + Send + Sync + 'static {}
+pub trait DockerApi:
+    SystemApi + ImageApi + ContainerApi + ExecApi + EventsApi + Send + Sync + 'static
+{
+}
 
-impl<T: SystemApi + ImageApi + ContainerApi + ExecApi + Send + Sync + 'static> DockerApi for T {}
+impl<T: SystemApi + ImageApi + ContainerApi + ExecApi + EventsApi + Send + Sync + 'static> DockerApi
+    for T
+{
+}

@@ -233,7 +233,9 @@ impl RuntimeService for RuntimeV1 {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Res<Self::GetContainerEventsStream> {
-        unimplemented("GetContainerEvents")
+        use futures_util::StreamExt;
+        let events = self.rt.container_events().map(|r| r.map_err(Status::from));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn list_metric_descriptors(

@@ -197,6 +197,7 @@ impl Runtime {
             .start_container(&info.id)
             .await
             .map_err(|e| with_context(e.into(), "starting container"))?;
+        self.view_note(&info.id, "running").await;
         if !cri_log.is_empty() {
             // Docker 20.10 assigns the json-file path only when the container starts.
             let docker_log = if info.log_path.is_empty() {
@@ -221,6 +222,7 @@ impl Runtime {
         };
         let timeout = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
         ignore_not_found(self.docker.stop_container(&info.id, timeout).await)?;
+        self.view_note(&info.id, "exited").await;
         tracing::info!(container_id = %info.id, "container stopped");
         Ok(())
     }
@@ -249,6 +251,7 @@ impl Runtime {
         cri_log: Option<&str>,
     ) -> Result<()> {
         ignore_not_found(self.docker.remove_container(id, true).await)?;
+        self.view.remove(id);
         self.logs.forget(id);
         if let Some(p) = cri_log.filter(|p| !p.is_empty()) {
             match std::fs::remove_file(p) {

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod container;
 pub mod convert;
 mod error;
+pub mod events;
 pub mod exec;
 pub mod host;
 pub mod image;
@@ -18,6 +19,7 @@ pub mod runtime_info;
 pub mod sandbox;
 pub mod state;
 pub mod streaming;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -47,6 +49,10 @@ pub struct Runtime {
     pub(crate) owner: String,
     /// The exec/attach/port-forward server, once [`Runtime::start_streaming`] ran.
     pub(crate) streaming: std::sync::OnceLock<cri_streaming::Server>,
+    /// The event-fed view of our containers that List calls read.
+    pub(crate) view: view::View,
+    /// Subscribers to the CRI container events.
+    pub(crate) events: events::EventHub,
 }
 
 impl Runtime {
@@ -61,6 +67,8 @@ impl Runtime {
             host: tokio::sync::OnceCell::new(),
             owner,
             streaming: std::sync::OnceLock::new(),
+            view: view::View::default(),
+            events: events::EventHub::default(),
             docker,
             config,
             network,
@@ -96,6 +104,8 @@ impl Runtime {
     /// Detect the host and recover from an earlier crash as soon as dockerd answers, retrying
     /// in the background until it does. Call once at start-up.
     pub fn spawn_startup(self: &Arc<Self>) {
+        self.spawn_event_publisher();
+        self.spawn_view_feed();
         let rt = self.clone();
         tokio::spawn(async move {
             loop {

@@ -39,6 +39,7 @@ impl Runtime {
             {
                 tracing::warn!(pod_sandbox_id = %s.id, "recovery: {e}");
             }
+            self.view_refresh(&s.id).await;
         }
         // 1b. Network attachments of sandboxes that no longer run (a daemon killed between CNI
         //     ADD and its reply, a pause container that died): DEL them from the plugin's
@@ -67,6 +68,7 @@ impl Runtime {
                         if let Err(e) = self.docker.remove_container(&i.id, true).await {
                             tracing::warn!(container_id = %i.id, "recovery: {e}");
                         }
+                        self.view_refresh(&i.id).await;
                     }
                     Ok(_) | Err(docker::Error::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),

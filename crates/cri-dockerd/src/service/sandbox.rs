@@ -62,7 +62,10 @@ impl Runtime {
         let mut renamed = false;
         loop {
             match self.docker.create_container(spec).await {
-                Ok(id) => return Ok(id),
+                Ok(id) => {
+                    self.view_refresh(&id).await;
+                    return Ok(id);
+                }
                 Err(docker::Error::NotFound(msg)) if pull && !pulled && msg.contains("image") => {
                     tracing::info!(image = %spec.image, "pulling the pod infra image");
                     self.docker
@@ -85,7 +88,7 @@ impl Runtime {
                     };
                     tracing::warn!(name = %spec.name, holder = %holder, "name conflict: removing the leftover container");
                     match self.docker.remove_container(&holder, false).await {
-                        Ok(()) => {}
+                        Ok(()) => self.view_refresh(&holder).await,
                         Err(docker::Error::NotFound(_)) => {
                             spec.name = naming::randomize(&spec.name)
                         }
@@ -176,6 +179,7 @@ impl Runtime {
                 {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox: {rm}");
                 }
+                self.view_refresh(&id).await;
                 if let Err(rm) = self.checkpoints.remove(&id) {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox's checkpoint: {rm}");
                 }
@@ -238,6 +242,7 @@ impl Runtime {
             .start_container(id)
             .await
             .map_err(|e| with_context(e.into(), "starting the pod sandbox (pause) container"))?;
+        self.view_note(id, "running").await;
         if !self.plugin_owns_network(host_network) {
             return Ok(());
         }
@@ -276,6 +281,7 @@ impl Runtime {
         for c in self.sandbox_containers(&sb.id).await? {
             if c.state == "running" || c.state == "paused" || c.state == "restarting" {
                 ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
+                self.view_note(&c.id, "exited").await;
             }
         }
         // Detach the network while the pause container (and its netns) still exists; the
@@ -291,6 +297,7 @@ impl Runtime {
         };
         if sb.container.is_some() {
             ignore_not_found(self.docker.stop_container(&sb.id, SANDBOX_STOP_GRACE).await)?;
+            self.view_note(&sb.id, "exited").await;
         }
         if let Some(e) = network_err {
             return Err(e);
@@ -321,6 +328,7 @@ impl Runtime {
         }
         if sb.container.is_some() {
             ignore_not_found(self.docker.remove_container(&sb.id, true).await)?;
+            self.view.remove(&sb.id);
         }
         self.checkpoints
             .remove(&sb.id)

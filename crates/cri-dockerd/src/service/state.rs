@@ -1,14 +1,14 @@
-//! The read path: what sandboxes and containers exist, from one Docker list call plus the
-//! checkpoints. List and Status calls go through here, so that this is the one place to swap for
-//! an event-fed cache later.
+//! The read path: what sandboxes and containers exist, from the event-fed container view
+//! (`view.rs`; one Docker list when the view is not served) plus the checkpoints. List and
+//! Status calls go through here.
 
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_cri::v1 as cri;
 
-use super::labels::{self, CONTAINER_TYPE, TYPE_CONTAINER, TYPE_SANDBOX};
+use super::labels::{self, TYPE_CONTAINER, TYPE_SANDBOX};
 use super::{Error, Result, Runtime, naming};
-use crate::docker::{ContainerSummary, ListFilter};
+use crate::docker::ContainerSummary;
 use crate::store::SandboxCheckpoint;
 
 /// A sandbox as listed: its pause container, its checkpoint, or both.
@@ -137,16 +137,9 @@ pub fn id_matches(id: &str, want: &str) -> bool {
 }
 
 impl Runtime {
-    /// Every sandbox: pause containers (one Docker list) joined with the checkpoints.
+    /// Every sandbox: pause containers (from the view) joined with the checkpoints.
     pub(crate) async fn list_sandbox_entries(&self) -> Result<Vec<SandboxEntry>> {
-        let containers = self
-            .docker
-            .list_containers(&ListFilter {
-                all: true,
-                labels: vec![format!("{CONTAINER_TYPE}={TYPE_SANDBOX}")],
-                id: None,
-            })
-            .await?;
+        let containers = self.list_of_type(TYPE_SANDBOX).await?;
         let mut checkpoints: HashMap<String, SandboxCheckpoint> = self
             .checkpoints
             .list()
@@ -194,22 +187,16 @@ impl Runtime {
         }
     }
 
-    /// Every CRI container (one Docker list).
+    /// Every CRI container (from the view).
     pub(crate) async fn list_container_summaries(&self) -> Result<Vec<ContainerSummary>> {
-        Ok(self
-            .docker
-            .list_containers(&ListFilter {
-                all: true,
-                labels: vec![format!("{CONTAINER_TYPE}={TYPE_CONTAINER}")],
-                id: None,
-            })
-            .await?)
+        self.list_of_type(TYPE_CONTAINER).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::labels::CONTAINER_TYPE;
 
     fn summary(id: &str, state: &str, sandbox: &str, labels: &[(&str, &str)]) -> ContainerSummary {
         let mut l: HashMap<String, String> = labels

@@ -1,0 +1,587 @@
+//! The event-fed in-memory view of our containers (sandboxes and CRI containers): what
+//! ListPodSandbox and ListContainers serve without a Docker call, and the source of the CRI
+//! container events (every state change the view sees becomes a [`Transition`]).
+//!
+//! How it stays right:
+//! - a full resync (one Docker list) when the Docker event stream is (re)connected and every
+//!   [`RESYNC_PERIOD`] as a safety net; what Docker no longer has is dropped (and reported
+//!   deleted), unless it was touched after the list began;
+//! - Docker events update it as they arrive, and the lifecycle RPCs update it from their own
+//!   result before they return, so a List right after an RPC reflects that RPC;
+//! - states only move forward (created -> running -> exited -> deleted): CRI never restarts a
+//!   container, so an older answer that arrives late cannot undo a newer one, and a deleted ID
+//!   (tombstoned) never comes back;
+//! - while the event stream is down (dockerd unreachable, or not yet synced) the view is not
+//!   served: readers fall back to asking Docker, which answers `Unavailable` when dockerd is
+//!   gone rather than last-known data dressed up as current.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::labels::{CONTAINER_TYPE, SANDBOX_ID, TYPE_SANDBOX};
+use super::{Error, Result, Runtime};
+use crate::docker::{ContainerAction, ContainerEvent, ContainerSummary, ListFilter};
+
+/// How often the view is checked against one full Docker list even while events flow.
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(30);
+/// How many deleted IDs are remembered so that a late answer cannot resurrect them.
+const TOMBSTONES: usize = 4096;
+/// Replay margin for the event subscription (seconds before the resync's list).
+const REPLAY_MARGIN_SECS: i64 = 2;
+
+/// A CRI-level change of a container or sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    Created,
+    Started,
+    Stopped,
+    Deleted,
+}
+
+/// A change the view observed, with the last-known Docker summary of the object.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub change: Change,
+    pub id: String,
+    /// The pod: the sandbox's own ID for a sandbox.
+    pub sandbox_id: String,
+    pub is_sandbox: bool,
+    pub last: ContainerSummary,
+}
+
+/// Lifecycle rank of a Docker state word; `None` for words that say nothing (`removing`, …).
+pub fn rank(state: &str) -> Option<u8> {
+    match state {
+        "created" => Some(0),
+        "running" | "paused" | "restarting" => Some(1),
+        "exited" | "dead" => Some(2),
+        _ => None,
+    }
+}
+
+/// The CRI changes between two ranks (`None` = absent), in order.
+pub fn changes(old: Option<u8>, new: Option<u8>) -> Vec<Change> {
+    let mut out = Vec::new();
+    match (old, new) {
+        (_, Some(n)) => {
+            let from = old.map_or(-1, i16::from);
+            let n = i16::from(n);
+            if from < 0 {
+                out.push(Change::Created);
+            }
+            if from < 1 && n >= 1 {
+                out.push(Change::Started);
+            }
+            if from < 2 && n >= 2 {
+                out.push(Change::Stopped);
+            }
+        }
+        (Some(o), None) => {
+            if o == 1 {
+                out.push(Change::Stopped);
+            }
+            out.push(Change::Deleted);
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+struct Entry {
+    summary: ContainerSummary,
+    /// The mutation counter when this entry was last touched.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    tombstones: HashSet<String>,
+    tomb_order: VecDeque<String>,
+    seq: u64,
+    healthy: bool,
+}
+
+/// The view. All updates are synchronous and cheap; Docker calls happen outside it.
+pub struct View {
+    inner: Mutex<Inner>,
+    tx: mpsc::UnboundedSender<Transition>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Transition>>>,
+    /// Asks the feed for a full resync (after a failed single-container refresh).
+    resync_wanted: tokio::sync::Notify,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        View {
+            inner: Mutex::new(Inner::default()),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            resync_wanted: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+fn transition(change: Change, s: &ContainerSummary) -> Transition {
+    let is_sandbox = s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(TYPE_SANDBOX);
+    Transition {
+        change,
+        id: s.id.clone(),
+        sandbox_id: if is_sandbox {
+            s.id.clone()
+        } else {
+            s.labels.get(SANDBOX_ID).cloned().unwrap_or_default()
+        },
+        is_sandbox,
+        last: s.clone(),
+    }
+}
+
+impl View {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the view; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The receiver of every transition; taken once by the event publisher.
+    pub fn take_transitions(&self) -> Option<mpsc::UnboundedReceiver<Transition>> {
+        self.rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn emit(&self, old: Option<u8>, new: Option<u8>, s: &ContainerSummary) {
+        for c in changes(old, new) {
+            // The receiver lives as long as the runtime; a send can only fail at shutdown.
+            let _ = self.tx.send(transition(c, s));
+        }
+    }
+
+    /// Whether the view is synced with a live event stream (and so may be served).
+    pub fn healthy(&self) -> bool {
+        self.lock().healthy
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.lock().healthy = healthy;
+    }
+
+    /// The mutation counter now: pass it to [`View::resync`] for a list taken after this.
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// Insert or update from a fresh Docker summary (states only move forward).
+    pub fn apply(&self, s: ContainerSummary) {
+        let mut inner = self.lock();
+        self.apply_locked(&mut inner, s);
+    }
+
+    fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary) {
+        if inner.tombstones.contains(&s.id) {
+            return;
+        }
+        inner.seq += 1;
+        let seq = inner.seq;
+        match inner.entries.get_mut(&s.id) {
+            Some(e) => {
+                let old = rank(&e.summary.state);
+                let new = rank(&s.state);
+                let forward = match (old, new) {
+                    (Some(o), Some(n)) => n >= o,
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                };
+                e.seq = seq;
+                if forward {
+                    let emit_old = old.or(Some(0));
+                    e.summary = s;
+                    let snapshot = e.summary.clone();
+                    self.emit(emit_old, new, &snapshot);
+                }
+            }
+            None => {
+                let new = rank(&s.state).or(Some(0));
+                self.emit(None, new, &s);
+                inner
+                    .entries
+                    .insert(s.id.clone(), Entry { summary: s, seq });
+            }
+        }
+    }
+
+    /// Move a known entry to Docker state `state`; `false` when the ID is not in the view.
+    pub fn set_state(&self, id: &str, state: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(e) = inner.entries.get(id) else {
+            return inner.tombstones.contains(id);
+        };
+        let mut s = e.summary.clone();
+        s.state = state.to_string();
+        self.apply_locked(&mut inner, s);
+        true
+    }
+
+    /// The container is gone from Docker.
+    pub fn remove(&self, id: &str) {
+        let mut inner = self.lock();
+        Self::remove_locked(self, &mut inner, id);
+    }
+
+    fn remove_locked(&self, inner: &mut Inner, id: &str) {
+        inner.seq += 1;
+        if let Some(e) = inner.entries.remove(id) {
+            let old = rank(&e.summary.state).or(Some(0));
+            self.emit(old, None, &e.summary);
+        }
+        if inner.tombstones.insert(id.to_string()) {
+            inner.tomb_order.push_back(id.to_string());
+            while inner.tomb_order.len() > TOMBSTONES {
+                if let Some(old) = inner.tomb_order.pop_front() {
+                    inner.tombstones.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Replace the view with a full Docker list taken after mutation counter `seq_before`:
+    /// entries the list lacks are deleted unless touched since.
+    pub fn resync(&self, list: Vec<ContainerSummary>, seq_before: u64) {
+        let mut inner = self.lock();
+        let present: HashSet<String> = list.iter().map(|s| s.id.clone()).collect();
+        for s in list {
+            self.apply_locked(&mut inner, s);
+        }
+        let gone: Vec<String> = inner
+            .entries
+            .iter()
+            .filter(|(id, e)| !present.contains(*id) && e.seq <= seq_before)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.remove_locked(&mut inner, &id);
+        }
+    }
+
+    /// Every entry of type `container_type` (newest first, like Docker's list); `None` while the
+    /// view may not be served.
+    pub fn list(&self, container_type: &str) -> Option<Vec<ContainerSummary>> {
+        let inner = self.lock();
+        if !inner.healthy {
+            return None;
+        }
+        let mut out: Vec<ContainerSummary> = inner
+            .entries
+            .values()
+            .filter(|e| {
+                e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
+            })
+            .map(|e| e.summary.clone())
+            .collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        Some(out)
+    }
+
+    /// The last-known summary of `id`, served or not.
+    pub fn get(&self, id: &str) -> Option<ContainerSummary> {
+        self.lock().entries.get(id).map(|e| e.summary.clone())
+    }
+}
+
+/// The list filter for everything the view holds.
+fn all_ours() -> ListFilter {
+    ListFilter {
+        all: true,
+        labels: vec![CONTAINER_TYPE.to_string()],
+        id: None,
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Runtime {
+    /// Re-read one container from Docker into the view (gone from Docker = removed).
+    pub(crate) async fn view_refresh(&self, id: &str) {
+        let filter = ListFilter {
+            id: Some(id.to_string()),
+            ..all_ours()
+        };
+        match self.docker.list_containers(&filter).await {
+            Ok(list) => match list.into_iter().find(|s| s.id == id) {
+                Some(s) => self.view.apply(s),
+                None => self.view.remove(id),
+            },
+            Err(e) => {
+                // The view cannot vouch for this ID any more: stop serving it until a resync.
+                tracing::debug!(container_id = %id, "refreshing the container view: {e}");
+                self.view.set_healthy(false);
+                self.view.resync_wanted.notify_one();
+            }
+        }
+    }
+
+    /// Record the Docker state an RPC just produced (or re-read the container if the view
+    /// does not know it).
+    pub(crate) async fn view_note(&self, id: &str, state: &str) {
+        if !self.view.set_state(id, state) {
+            self.view_refresh(id).await;
+        }
+    }
+
+    /// One full Docker list into the view.
+    async fn view_resync(&self) -> Result<()> {
+        let seq = self.view.seq();
+        let list = self.docker.list_containers(&all_ours()).await?;
+        self.view.resync(list, seq);
+        Ok(())
+    }
+
+    async fn on_docker_event(&self, ev: ContainerEvent) {
+        tracing::debug!(container_id = %ev.id, action = ?ev.action, "docker event");
+        match ev.action {
+            ContainerAction::Create | ContainerAction::Rename => self.view_refresh(&ev.id).await,
+            ContainerAction::Start | ContainerAction::Unpause => {
+                self.view_note(&ev.id, "running").await
+            }
+            ContainerAction::Pause => self.view_note(&ev.id, "paused").await,
+            ContainerAction::Die => self.view_note(&ev.id, "exited").await,
+            ContainerAction::Destroy => self.view.remove(&ev.id),
+            ContainerAction::Oom | ContainerAction::Other(_) => {}
+        }
+    }
+
+    /// Keep the view fed from Docker's event stream for the life of the process: subscribe,
+    /// resync, apply events; on any stream failure mark the view unserved and start over.
+    pub(crate) fn spawn_view_feed(self: &Arc<Self>) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            let mut was_synced = false;
+            loop {
+                let since = now_secs() - REPLAY_MARGIN_SECS;
+                let stream = rt.docker.container_events(CONTAINER_TYPE, since).await;
+                let synced = match stream {
+                    Ok(s) => rt.view_resync().await.map(|()| s),
+                    Err(e) => Err(Error::from(e)),
+                };
+                let mut stream = match synced {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rt.view.set_healthy(false);
+                        tracing::debug!("container view waits for dockerd: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(100);
+                rt.view.set_healthy(true);
+                if was_synced {
+                    tracing::info!("docker event stream reconnected; container view resynced");
+                } else {
+                    tracing::debug!("container view synced");
+                }
+                was_synced = true;
+                let mut tick = tokio::time::interval(RESYNC_PERIOD);
+                tick.reset();
+                loop {
+                    tokio::select! {
+                        item = stream.next() => match item {
+                            Some(Ok(ev)) => rt.on_docker_event(ev).await,
+                            Some(Err(e)) => {
+                                tracing::warn!("docker event stream failed: {e}");
+                                break;
+                            }
+                            None => {
+                                tracing::warn!("docker event stream ended");
+                                break;
+                            }
+                        },
+                        _ = tick.tick() => {
+                            if let Err(e) = rt.view_resync().await {
+                                tracing::warn!("periodic container view resync failed: {e}");
+                                break;
+                            }
+                        }
+                        () = rt.view.resync_wanted.notified() => {
+                            if let Err(e) = rt.view_resync().await {
+                                tracing::warn!("container view resync failed: {e}");
+                                break;
+                            }
+                            rt.view.set_healthy(true);
+                        }
+                    }
+                }
+                rt.view.set_healthy(false);
+            }
+        });
+    }
+
+    /// Every container of `container_type` (`podsandbox` or `container`): from the view when
+    /// it is served, else one Docker list.
+    pub(crate) async fn list_of_type(&self, container_type: &str) -> Result<Vec<ContainerSummary>> {
+        if let Some(list) = self.view.list(container_type) {
+            return Ok(list);
+        }
+        Ok(self
+            .docker
+            .list_containers(&ListFilter {
+                all: true,
+                labels: vec![format!("{CONTAINER_TYPE}={container_type}")],
+                id: None,
+            })
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::labels::TYPE_CONTAINER;
+
+    fn s(id: &str, state: &str, ty: &str) -> ContainerSummary {
+        ContainerSummary {
+            id: id.into(),
+            name: format!("n-{id}"),
+            state: state.into(),
+            labels: HashMap::from([
+                (CONTAINER_TYPE.to_string(), ty.to_string()),
+                (SANDBOX_ID.to_string(), "sb".to_string()),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    fn drain(v: &View, rx: &mut mpsc::UnboundedReceiver<Transition>) -> Vec<(String, Change)> {
+        let _ = v;
+        let mut out = Vec::new();
+        while let Ok(t) = rx.try_recv() {
+            out.push((t.id, t.change));
+        }
+        out
+    }
+
+    #[test]
+    fn changes_between_ranks() {
+        use Change::*;
+        for (old, new, want) in [
+            (None, Some(0), vec![Created]),
+            (None, Some(1), vec![Created, Started]),
+            (None, Some(2), vec![Created, Started, Stopped]),
+            (Some(0), Some(1), vec![Started]),
+            (Some(1), Some(2), vec![Stopped]),
+            (Some(0), Some(2), vec![Started, Stopped]),
+            (Some(1), Some(1), vec![]),
+            (Some(2), Some(1), vec![]),
+            (Some(1), None, vec![Stopped, Deleted]),
+            (Some(2), None, vec![Deleted]),
+            (Some(0), None, vec![Deleted]),
+            (None, None, vec![]),
+        ] {
+            assert_eq!(changes(old, new), want, "{old:?} -> {new:?}");
+        }
+    }
+
+    #[test]
+    fn states_only_move_forward_and_deleted_ids_stay_deleted() {
+        let v = View::default();
+        let mut rx = v.take_transitions().unwrap();
+        v.apply(s("a", "created", TYPE_CONTAINER));
+        v.apply(s("a", "exited", TYPE_CONTAINER));
+        v.apply(s("a", "running", TYPE_CONTAINER)); // a late, older answer
+        assert_eq!(v.get("a").unwrap().state, "exited");
+        v.remove("a");
+        v.apply(s("a", "exited", TYPE_CONTAINER));
+        assert!(v.get("a").is_none());
+        assert!(
+            v.set_state("a", "running"),
+            "a tombstoned ID counts as known"
+        );
+        assert!(!v.set_state("zz", "running"));
+        use Change::*;
+        assert_eq!(
+            drain(&v, &mut rx),
+            vec![
+                ("a".into(), Created),
+                ("a".into(), Started),
+                ("a".into(), Stopped),
+                ("a".into(), Deleted)
+            ]
+        );
+    }
+
+    #[test]
+    fn resync_synthesizes_missed_changes_and_spares_newer_entries() {
+        let v = View::default();
+        let mut rx = v.take_transitions().unwrap();
+        v.apply(s("run", "running", TYPE_CONTAINER));
+        v.apply(s("gone", "running", TYPE_SANDBOX));
+        drain(&v, &mut rx);
+        let seq = v.seq();
+        // Created after the list began: the list does not have it, and it must stay.
+        v.apply(s("new", "created", TYPE_CONTAINER));
+        v.resync(
+            vec![
+                s("run", "exited", TYPE_CONTAINER),
+                s("other", "created", TYPE_CONTAINER),
+            ],
+            seq,
+        );
+        use Change::*;
+        let mut got = drain(&v, &mut rx);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("gone".into(), Stopped),
+                ("gone".into(), Deleted),
+                ("new".into(), Created),
+                ("other".into(), Created),
+                ("run".into(), Stopped),
+            ]
+        );
+        assert!(v.get("new").is_some());
+        assert!(v.get("gone").is_none());
+    }
+
+    #[test]
+    fn unserved_until_healthy_and_lists_by_type() {
+        let v = View::default();
+        v.apply(s("c", "running", TYPE_CONTAINER));
+        v.apply(s("p", "running", TYPE_SANDBOX));
+        assert!(v.list(TYPE_CONTAINER).is_none());
+        v.set_healthy(true);
+        let c = v.list(TYPE_CONTAINER).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].id, "c");
+        assert_eq!(v.list(TYPE_SANDBOX).unwrap()[0].id, "p");
+    }
+
+    #[test]
+    fn sandbox_transitions_name_the_sandbox_as_pod() {
+        let v = View::default();
+        let mut rx = v.take_transitions().unwrap();
+        v.apply(s("p", "created", TYPE_SANDBOX));
+        let t = rx.try_recv().unwrap();
+        assert!(t.is_sandbox);
+        assert_eq!(t.sandbox_id, "p");
+        v.apply(s("c", "created", TYPE_CONTAINER));
+        let t = rx.try_recv().unwrap();
+        assert!(!t.is_sandbox);
+        assert_eq!(t.sandbox_id, "sb");
+    }
+}

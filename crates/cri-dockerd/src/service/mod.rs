@@ -12,11 +12,13 @@ pub mod image;
 pub mod inputs;
 pub mod labels;
 pub mod logs;
+pub mod metrics;
 pub mod naming;
 mod recovery;
 pub mod runtime_info;
 pub mod sandbox;
 pub mod state;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub struct Runtime {
     host: tokio::sync::OnceCell<HostContext>,
     /// Marks the containers this instance creates (see [`labels::OWNER`]).
     pub(crate) owner: String,
+    /// Samples and caches of the stats calls.
+    pub(crate) stats: stats::StatsState,
 }
 
 impl Runtime {
@@ -57,6 +61,7 @@ impl Runtime {
             logs: LogManager::new(config.root_dir.join("logs")),
             host: tokio::sync::OnceCell::new(),
             owner,
+            stats: stats::StatsState::default(),
             docker,
             config,
             network,

@@ -208,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let mut startups = Vec::new();
-    for _ in 0..if args.only_stats { 1 } else { args.startups.max(1) } {
+    for _ in 0..if args.only_stats {
+        1
+    } else {
+        args.startups.max(1)
+    } {
         let (_d, t) = start_daemon(&args).await?;
         startups.push(t);
     }
@@ -362,7 +366,12 @@ struct BenchPods(String);
 impl Drop for BenchPods {
     fn drop(&mut self) {
         let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=cri-bench={}", self.0)])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=cri-bench={}", self.0),
+            ])
             .output();
         if let Ok(out) = out {
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -417,7 +426,10 @@ async fn stats_bench(
                     .await?
                     .into_inner();
                 if r.stats.len() != n || r.stats.iter().any(|s| s.cpu.is_none()) {
-                    bail!("expected {n} running containers with CPU stats, got {}", r.stats.len());
+                    bail!(
+                        "expected {n} running containers with CPU stats, got {}",
+                        r.stats.len()
+                    );
                 }
                 Ok(())
             }

@@ -220,7 +220,11 @@ async fn container_lifecycle_and_status() {
     }
     let s = status(&mut rt, &id).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
-    assert!(matches!(s.exit_code, 137 | 143), "exit code {}", s.exit_code);
+    assert!(
+        matches!(s.exit_code, 137 | 143),
+        "exit code {}",
+        s.exit_code
+    );
     assert_eq!(s.reason, "Error");
     assert!(s.finished_at >= s.started_at && s.finished_at > 0);
     let e = rt

@@ -209,7 +209,10 @@ async fn cpu_burner_rate_matches_the_process_cpu_time() {
     let elapsed = (cpu1.timestamp - cpu0.timestamp) as u64;
     let cgroup_delta = v(&cpu1.usage_core_nano_seconds) - v(&cpu0.usage_core_nano_seconds);
     // The rate is the cgroup delta over the sample interval…
-    assert_eq!(rate, (cgroup_delta as u128 * 1_000_000_000 / elapsed as u128) as u64);
+    assert_eq!(
+        rate,
+        (cgroup_delta as u128 * 1_000_000_000 / elapsed as u128) as u64
+    );
     // …and that agrees with the burner's own CPU time (ticks are 10 ms coarse; the process
     // readings bracket the samples, so allow for the few ms between them).
     let process_rate = p1 as f64 * 1e9 / elapsed as f64 - p0 as f64 * 1e9 / elapsed as f64;
@@ -232,7 +235,10 @@ async fn cpu_burner_rate_matches_the_process_cpu_time() {
     assert_eq!(linux.containers.len(), 1);
     let pod_cpu = v(&linux.cpu.unwrap().usage_core_nano_seconds);
     assert!(pod_cpu >= v(&cpu1.usage_core_nano_seconds));
-    assert!(v(&linux.process.unwrap().process_count) >= 2, "pause + burner");
+    assert!(
+        v(&linux.process.unwrap().process_count) >= 2,
+        "pause + burner"
+    );
 }
 
 #[tokio::test]
@@ -273,13 +279,6 @@ async fn pod_network_counters_grow_after_traffic() {
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d, &[]).await;
     let id = container(&mut rt, &p, "net", "sleep 1000", true).await;
-    let gw = common::docker(&[
-        "network",
-        "inspect",
-        "bridge",
-        "-f",
-        "{{(index .IPAM.Config 0).Gateway}}",
-    ]);
     let before = pstats(&mut rt, &p.id).await.linux.unwrap().network.unwrap();
     let b = before.default_interface.unwrap();
     assert_eq!(b.name, "eth0");
@@ -287,15 +286,12 @@ async fn pod_network_counters_grow_after_traffic() {
     let r = rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: id.clone(),
+            // The pod's default gateway (Docker's bridge), 5 × 1000-byte echo requests.
             cmd: vec![
-                "ping".into(),
+                "sh".into(),
                 "-c".into(),
-                "5".into(),
-                "-i".into(),
-                "0.2".into(),
-                "-s".into(),
-                "1000".into(),
-                gw.clone(),
+                "gw=$(ip route | awk '/^default/ {print $3}'); ping -c 5 -i 0.2 -s 1000 \"$gw\""
+                    .into(),
             ],
             timeout: 20,
         })
@@ -305,7 +301,8 @@ async fn pod_network_counters_grow_after_traffic() {
     assert_eq!(
         r.exit_code,
         0,
-        "ping {gw}: {}",
+        "ping: {} {}",
+        String::from_utf8_lossy(&r.stdout),
         String::from_utf8_lossy(&r.stderr)
     );
     let after = pstats(&mut rt, &p.id).await.linux.unwrap().network.unwrap();
@@ -353,7 +350,10 @@ async fn writable_layer_usage_is_filled_in_the_background() {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "writable layer never reached 2 MiB");
+        assert!(
+            Instant::now() < deadline,
+            "writable layer never reached 2 MiB"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -386,7 +386,10 @@ async fn filters_non_running_containers_and_errors() {
     let mut p1_ids = vec![run1.clone(), created1.clone()];
     p1_ids.sort();
     assert_eq!(list(&mut rt, f("", &p1.id[..12], &[])).await, p1_ids);
-    assert_eq!(list(&mut rt, f(&run2[..12], "", &[])).await, vec![run2.clone()]);
+    assert_eq!(
+        list(&mut rt, f(&run2[..12], "", &[])).await,
+        vec![run2.clone()]
+    );
     assert_eq!(
         list(&mut rt, f("", "", &[("role", "run1")])).await,
         vec![run1.clone()]

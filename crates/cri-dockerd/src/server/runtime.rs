@@ -185,7 +185,9 @@ impl RuntimeService for RuntimeV1 {
             .rt
             .container_stats(&req.into_inner().container_id)
             .await?;
-        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
@@ -207,7 +209,9 @@ impl RuntimeService for RuntimeV1 {
             .rt
             .pod_sandbox_stats(&req.into_inner().pod_sandbox_id)
             .await?;
-        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(

@@ -36,53 +36,233 @@ const DEV: &[&str] = &["device"];
 
 /// Every metric we provide.
 const DESCRIPTORS: &[Desc] = &[
-    d("container_cpu_usage_seconds_total", "Cumulative cpu time consumed in seconds.", &["cpu"]),
-    d("container_cpu_user_seconds_total", "Cumulative user cpu time consumed in seconds.", &[]),
-    d("container_cpu_system_seconds_total", "Cumulative system cpu time consumed in seconds.", &[]),
-    d("container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", &[]),
-    d("container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", &[]),
-    d("container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", &[]),
-    d("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed.", &[]),
-    d("container_memory_working_set_bytes", "Current working set in bytes.", &[]),
+    d(
+        "container_cpu_usage_seconds_total",
+        "Cumulative cpu time consumed in seconds.",
+        &["cpu"],
+    ),
+    d(
+        "container_cpu_user_seconds_total",
+        "Cumulative user cpu time consumed in seconds.",
+        &[],
+    ),
+    d(
+        "container_cpu_system_seconds_total",
+        "Cumulative system cpu time consumed in seconds.",
+        &[],
+    ),
+    d(
+        "container_cpu_cfs_periods_total",
+        "Number of elapsed enforcement period intervals.",
+        &[],
+    ),
+    d(
+        "container_cpu_cfs_throttled_periods_total",
+        "Number of throttled period intervals.",
+        &[],
+    ),
+    d(
+        "container_cpu_cfs_throttled_seconds_total",
+        "Total time duration the container has been throttled.",
+        &[],
+    ),
+    d(
+        "container_memory_usage_bytes",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+        &[],
+    ),
+    d(
+        "container_memory_working_set_bytes",
+        "Current working set in bytes.",
+        &[],
+    ),
     d("container_memory_rss", "Size of RSS in bytes.", &[]),
-    d("container_memory_cache", "Number of bytes of page cache memory.", &[]),
-    d("container_memory_mapped_file", "Size of memory mapped files in bytes.", &[]),
-    d("container_memory_kernel_usage", "Size of kernel memory allocated in bytes.", &[]),
-    d("container_memory_swap", "Container swap usage in bytes.", &[]),
-    d("container_memory_failcnt", "Number of memory usage hits limits.", &[]),
-    d("container_memory_max_usage_bytes", "Maximum memory usage recorded in bytes.", &[]),
-    d("container_memory_failures_total", "Cumulative count of memory allocation failures.", &["failure_type", "scope"]),
-    d("container_oom_events_total", "Count of out of memory events observed for the container.", &[]),
-    d("container_processes", "Number of processes running inside the container.", &[]),
-    d("container_threads", "Number of threads running inside the container.", &[]),
-    d("container_threads_max", "Maximum number of threads allowed inside the container, infinity if value is zero.", &[]),
-    d("container_file_descriptors", "Number of open file descriptors for the container.", &[]),
-    d("container_sockets", "Number of open sockets for the container.", &[]),
-    d("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", &[]),
+    d(
+        "container_memory_cache",
+        "Number of bytes of page cache memory.",
+        &[],
+    ),
+    d(
+        "container_memory_mapped_file",
+        "Size of memory mapped files in bytes.",
+        &[],
+    ),
+    d(
+        "container_memory_kernel_usage",
+        "Size of kernel memory allocated in bytes.",
+        &[],
+    ),
+    d(
+        "container_memory_swap",
+        "Container swap usage in bytes.",
+        &[],
+    ),
+    d(
+        "container_memory_failcnt",
+        "Number of memory usage hits limits.",
+        &[],
+    ),
+    d(
+        "container_memory_max_usage_bytes",
+        "Maximum memory usage recorded in bytes.",
+        &[],
+    ),
+    d(
+        "container_memory_failures_total",
+        "Cumulative count of memory allocation failures.",
+        &["failure_type", "scope"],
+    ),
+    d(
+        "container_oom_events_total",
+        "Count of out of memory events observed for the container.",
+        &[],
+    ),
+    d(
+        "container_processes",
+        "Number of processes running inside the container.",
+        &[],
+    ),
+    d(
+        "container_threads",
+        "Number of threads running inside the container.",
+        &[],
+    ),
+    d(
+        "container_threads_max",
+        "Maximum number of threads allowed inside the container, infinity if value is zero.",
+        &[],
+    ),
+    d(
+        "container_file_descriptors",
+        "Number of open file descriptors for the container.",
+        &[],
+    ),
+    d(
+        "container_sockets",
+        "Number of open sockets for the container.",
+        &[],
+    ),
+    d(
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        &[],
+    ),
     d("container_fs_inodes_total", "Number of Inodes.", &[]),
-    d("container_fs_inodes_free", "Number of available Inodes.", &[]),
-    d("container_fs_limit_bytes", "Number of bytes that can be consumed by the container on this filesystem.", &[]),
-    d("container_fs_reads_bytes_total", "Cumulative count of bytes read.", DEV),
-    d("container_fs_reads_total", "Cumulative count of reads completed.", DEV),
-    d("container_fs_writes_bytes_total", "Cumulative count of bytes written.", DEV),
-    d("container_fs_writes_total", "Cumulative count of writes completed.", DEV),
-    d("container_blkio_device_usage_total", "Blkio device bytes usage.", &["device", "major", "minor", "operation"]),
-    d("container_network_receive_bytes_total", "Cumulative count of bytes received.", NET),
-    d("container_network_receive_packets_total", "Cumulative count of packets received.", NET),
-    d("container_network_receive_packets_dropped_total", "Cumulative count of packets dropped while receiving.", NET),
-    d("container_network_receive_errors_total", "Cumulative count of errors encountered while receiving.", NET),
-    d("container_network_transmit_bytes_total", "Cumulative count of bytes transmitted.", NET),
-    d("container_network_transmit_packets_total", "Cumulative count of packets transmitted.", NET),
-    d("container_network_transmit_packets_dropped_total", "Cumulative count of packets dropped while transmitting.", NET),
-    d("container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting.", NET),
-    d("container_spec_cpu_period", "CPU period of the container.", &[]),
-    d("container_spec_cpu_quota", "CPU quota of the container.", &[]),
-    d("container_spec_cpu_shares", "CPU share of the container.", &[]),
-    d("container_spec_memory_limit_bytes", "Memory limit for the container.", &[]),
-    d("container_spec_memory_reservation_limit_bytes", "Memory reservation limit for the container.", &[]),
-    d("container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", &[]),
-    d("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", &[]),
-    d("container_last_seen", "Last time a container was seen by the exporter.", &[]),
+    d(
+        "container_fs_inodes_free",
+        "Number of available Inodes.",
+        &[],
+    ),
+    d(
+        "container_fs_limit_bytes",
+        "Number of bytes that can be consumed by the container on this filesystem.",
+        &[],
+    ),
+    d(
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read.",
+        DEV,
+    ),
+    d(
+        "container_fs_reads_total",
+        "Cumulative count of reads completed.",
+        DEV,
+    ),
+    d(
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written.",
+        DEV,
+    ),
+    d(
+        "container_fs_writes_total",
+        "Cumulative count of writes completed.",
+        DEV,
+    ),
+    d(
+        "container_blkio_device_usage_total",
+        "Blkio device bytes usage.",
+        &["device", "major", "minor", "operation"],
+    ),
+    d(
+        "container_network_receive_bytes_total",
+        "Cumulative count of bytes received.",
+        NET,
+    ),
+    d(
+        "container_network_receive_packets_total",
+        "Cumulative count of packets received.",
+        NET,
+    ),
+    d(
+        "container_network_receive_packets_dropped_total",
+        "Cumulative count of packets dropped while receiving.",
+        NET,
+    ),
+    d(
+        "container_network_receive_errors_total",
+        "Cumulative count of errors encountered while receiving.",
+        NET,
+    ),
+    d(
+        "container_network_transmit_bytes_total",
+        "Cumulative count of bytes transmitted.",
+        NET,
+    ),
+    d(
+        "container_network_transmit_packets_total",
+        "Cumulative count of packets transmitted.",
+        NET,
+    ),
+    d(
+        "container_network_transmit_packets_dropped_total",
+        "Cumulative count of packets dropped while transmitting.",
+        NET,
+    ),
+    d(
+        "container_network_transmit_errors_total",
+        "Cumulative count of errors encountered while transmitting.",
+        NET,
+    ),
+    d(
+        "container_spec_cpu_period",
+        "CPU period of the container.",
+        &[],
+    ),
+    d(
+        "container_spec_cpu_quota",
+        "CPU quota of the container.",
+        &[],
+    ),
+    d(
+        "container_spec_cpu_shares",
+        "CPU share of the container.",
+        &[],
+    ),
+    d(
+        "container_spec_memory_limit_bytes",
+        "Memory limit for the container.",
+        &[],
+    ),
+    d(
+        "container_spec_memory_reservation_limit_bytes",
+        "Memory reservation limit for the container.",
+        &[],
+    ),
+    d(
+        "container_spec_memory_swap_limit_bytes",
+        "Memory swap limit for the container.",
+        &[],
+    ),
+    d(
+        "container_start_time_seconds",
+        "Start time of the container since unix epoch in seconds.",
+        &[],
+    ),
+    d(
+        "container_last_seen",
+        "Last time a container was seen by the exporter.",
+        &[],
+    ),
 ];
 
 fn desc(name: &str) -> Option<&'static Desc> {
@@ -108,6 +288,9 @@ pub fn descriptors() -> Vec<cri::MetricDescriptor> {
         })
         .collect()
 }
+
+/// One block-device counter: (major, minor, `Read`/`Write`, value).
+pub type IoEntry = (u64, u64, String, u64);
 
 /// Cgroup readings beyond [`Usage`], for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,8 +319,8 @@ pub struct Extra {
     pub spec_memory_reservation: u64,
     pub spec_swap_limit: u64,
     /// (major, minor, operation, bytes) and (…, count) from blkio / io.stat.
-    pub io_bytes: Vec<(u64, u64, String, u64)>,
-    pub io_ops: Vec<(u64, u64, String, u64)>,
+    pub io_bytes: Vec<IoEntry>,
+    pub io_ops: Vec<IoEntry>,
     /// Pids in the cgroup (for file descriptors and sockets).
     pub pids: Vec<u32>,
 }
@@ -168,20 +351,25 @@ fn flat(s: &str) -> HashMap<&str, u64> {
 }
 
 /// Parse v1 `blkio.throttle.io_service_bytes` style text: `maj:min Op value` lines.
-pub fn parse_blkio(s: &str) -> Vec<(u64, u64, String, u64)> {
+pub fn parse_blkio(s: &str) -> Vec<IoEntry> {
     s.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let (dev, op, v) = (f.next()?, f.next()?, f.next()?);
             let (maj, min) = dev.split_once(':')?;
-            Some((maj.parse().ok()?, min.parse().ok()?, op.to_string(), v.parse().ok()?))
+            Some((
+                maj.parse().ok()?,
+                min.parse().ok()?,
+                op.to_string(),
+                v.parse().ok()?,
+            ))
         })
         .filter(|(_, _, op, _)| op == "Read" || op == "Write")
         .collect()
 }
 
 /// Parse v2 `io.stat`: `maj:min rbytes=… wbytes=… rios=… wios=…` lines.
-pub fn parse_io_stat(s: &str) -> (Vec<(u64, u64, String, u64)>, Vec<(u64, u64, String, u64)>) {
+pub fn parse_io_stat(s: &str) -> (Vec<IoEntry>, Vec<IoEntry>) {
     let (mut bytes, mut ops) = (Vec::new(), Vec::new());
     for l in s.lines() {
         let mut f = l.split_whitespace();
@@ -192,7 +380,9 @@ pub fn parse_io_stat(s: &str) -> (Vec<(u64, u64, String, u64)>, Vec<(u64, u64, S
             continue;
         };
         for kv in f {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Ok(v) = v.parse::<u64>() else { continue };
             match k {
                 "rbytes" => bytes.push((maj, min, "Read".into(), v)),
@@ -256,7 +446,9 @@ pub fn read_extra(paths: &CgroupPaths) -> Extra {
             e.threads_max = num(&pids.join("pids.max"));
         }
         if let Some(blk) = paths.v1.get("blkio") {
-            e.io_bytes = parse_blkio(&read(&blk.join("blkio.throttle.io_service_bytes_recursive")));
+            e.io_bytes = parse_blkio(&read(
+                &blk.join("blkio.throttle.io_service_bytes_recursive"),
+            ));
             e.io_ops = parse_blkio(&read(&blk.join("blkio.throttle.io_serviced_recursive")));
         }
         return e;
@@ -310,7 +502,10 @@ pub fn read_extra(paths: &CgroupPaths) -> Extra {
 }
 
 fn flat_owned(s: &str) -> HashMap<String, u64> {
-    flat(s).into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    flat(s)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// (file descriptors, sockets) held by `pids`.
@@ -390,23 +585,31 @@ impl Out<'_> {
 const NS: u64 = 1_000_000_000;
 
 /// The metrics of one container (everything but network).
-pub fn container_metrics(
-    labels: &[String],
-    r: &ContainerReading,
-    now_ns: i64,
-) -> Vec<cri::Metric> {
+pub fn container_metrics(labels: &[String], r: &ContainerReading, now_ns: i64) -> Vec<cri::Metric> {
     let mut o = Out {
         labels,
         timestamp: 0,
         metrics: Vec::new(),
     };
     let (u, e) = (&r.usage, &r.extra);
-    o.push("container_cpu_usage_seconds_total", &["total"], u.cpu_usage_ns / NS);
+    o.push(
+        "container_cpu_usage_seconds_total",
+        &["total"],
+        u.cpu_usage_ns / NS,
+    );
     o.push("container_cpu_user_seconds_total", &[], e.user_ns / NS);
     o.push("container_cpu_system_seconds_total", &[], e.system_ns / NS);
     o.push("container_cpu_cfs_periods_total", &[], e.nr_periods);
-    o.push("container_cpu_cfs_throttled_periods_total", &[], e.nr_throttled);
-    o.push("container_cpu_cfs_throttled_seconds_total", &[], e.throttled_ns / NS);
+    o.push(
+        "container_cpu_cfs_throttled_periods_total",
+        &[],
+        e.nr_throttled,
+    );
+    o.push(
+        "container_cpu_cfs_throttled_seconds_total",
+        &[],
+        e.throttled_ns / NS,
+    );
     o.push("container_memory_usage_bytes", &[], u.memory_usage);
     o.push("container_memory_working_set_bytes", &[], u.working_set);
     o.push("container_memory_rss", &[], u.rss);
@@ -462,9 +665,21 @@ pub fn container_metrics(
     o.push("container_spec_cpu_period", &[], e.spec_cpu_period);
     o.push("container_spec_cpu_quota", &[], e.spec_cpu_quota);
     o.push("container_spec_cpu_shares", &[], e.spec_cpu_shares);
-    o.push("container_spec_memory_limit_bytes", &[], e.spec_memory_limit);
-    o.push("container_spec_memory_reservation_limit_bytes", &[], e.spec_memory_reservation);
-    o.push("container_spec_memory_swap_limit_bytes", &[], e.spec_swap_limit);
+    o.push(
+        "container_spec_memory_limit_bytes",
+        &[],
+        e.spec_memory_limit,
+    );
+    o.push(
+        "container_spec_memory_reservation_limit_bytes",
+        &[],
+        e.spec_memory_reservation,
+    );
+    o.push(
+        "container_spec_memory_swap_limit_bytes",
+        &[],
+        e.spec_swap_limit,
+    );
     o.push("container_start_time_seconds", &[], r.start_time_secs);
     o.push(
         "container_last_seen",
@@ -485,11 +700,19 @@ pub fn network_metrics(labels: &[String], ifaces: &[IfaceCounters]) -> Vec<cri::
         let n = [i.name.as_str()];
         o.push("container_network_receive_bytes_total", &n, i.rx_bytes);
         o.push("container_network_receive_packets_total", &n, i.rx_packets);
-        o.push("container_network_receive_packets_dropped_total", &n, i.rx_dropped);
+        o.push(
+            "container_network_receive_packets_dropped_total",
+            &n,
+            i.rx_dropped,
+        );
         o.push("container_network_receive_errors_total", &n, i.rx_errors);
         o.push("container_network_transmit_bytes_total", &n, i.tx_bytes);
         o.push("container_network_transmit_packets_total", &n, i.tx_packets);
-        o.push("container_network_transmit_packets_dropped_total", &n, i.tx_dropped);
+        o.push(
+            "container_network_transmit_packets_dropped_total",
+            &n,
+            i.tx_dropped,
+        );
         o.push("container_network_transmit_errors_total", &n, i.tx_errors);
     }
     o.metrics
@@ -573,7 +796,11 @@ mod tests {
             .map(|d| (d.name, d.label_keys.len()))
             .collect();
         for d in DESCRIPTORS {
-            assert!(m.iter().any(|x| x.name == d.name), "{} has no value", d.name);
+            assert!(
+                m.iter().any(|x| x.name == d.name),
+                "{} has no value",
+                d.name
+            );
         }
         for x in &m {
             assert_eq!(x.label_values.len(), keys[&x.name], "{}", x.name);
@@ -613,13 +840,25 @@ mod tests {
             std::fs::create_dir(d).unwrap();
         }
         let w = |d: &Path, f: &str, s: &str| std::fs::write(d.join(f), s).unwrap();
-        w(&mem, "memory.stat", "pgfault 5\ntotal_cache 100\ntotal_mapped_file 7\n");
+        w(
+            &mem,
+            "memory.stat",
+            "pgfault 5\ntotal_cache 100\ntotal_mapped_file 7\n",
+        );
         w(&mem, "memory.failcnt", "2\n");
-        w(&mem, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        w(
+            &mem,
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
         w(&mem, "memory.limit_in_bytes", "67108864\n");
         w(&mem, "cgroup.procs", "10\n11\n");
         w(&acct, "cpuacct.stat", "user 150\nsystem 20\n");
-        w(&cpu, "cpu.stat", "nr_periods 9\nnr_throttled 4\nthrottled_time 3000000000\n");
+        w(
+            &cpu,
+            "cpu.stat",
+            "nr_periods 9\nnr_throttled 4\nthrottled_time 3000000000\n",
+        );
         w(&cpu, "cpu.cfs_quota_us", "20000\n");
         let e = read_extra(&CgroupPaths {
             v1: [
@@ -639,7 +878,10 @@ mod tests {
         assert_eq!(e.pids, vec![10, 11]);
         assert_eq!(e.user_ns, 1_500_000_000);
         assert_eq!(e.system_ns, 200_000_000);
-        assert_eq!((e.nr_periods, e.nr_throttled, e.throttled_ns), (9, 4, 3_000_000_000));
+        assert_eq!(
+            (e.nr_periods, e.nr_throttled, e.throttled_ns),
+            (9, 4, 3_000_000_000)
+        );
         assert_eq!(e.spec_cpu_quota, 20000);
     }
 }

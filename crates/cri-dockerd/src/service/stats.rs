@@ -149,7 +149,10 @@ pub fn pod_cgroup(pause: &CgroupPaths) -> CgroupPaths {
             .iter()
             .filter_map(|(k, p)| Some((k.clone(), p.parent()?.to_path_buf())))
             .collect(),
-        v2: pause.v2.as_ref().and_then(|p| p.parent().map(Path::to_path_buf)),
+        v2: pause
+            .v2
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
     }
 }
 
@@ -315,12 +318,16 @@ fn sandbox_of(c: &ContainerSummary) -> &str {
 }
 
 /// Whether a container passes a `ContainerStatsFilter`.
-pub fn container_filter_matches(c: &ContainerSummary, f: Option<&cri::ContainerStatsFilter>) -> bool {
+pub fn container_filter_matches(
+    c: &ContainerSummary,
+    f: Option<&cri::ContainerStatsFilter>,
+) -> bool {
     let Some(f) = f else { return true };
     if !id_matches(&c.id, &f.id) || !id_matches(sandbox_of(c), &f.pod_sandbox_id) {
         return false;
     }
-    f.label_selector.is_empty() || labels::matches_selector(&labels::extract(&c.labels).0, &f.label_selector)
+    f.label_selector.is_empty()
+        || labels::matches_selector(&labels::extract(&c.labels).0, &f.label_selector)
 }
 
 impl Runtime {
@@ -387,10 +394,10 @@ impl Runtime {
             }
         }
         for id in ids {
-            if !out.contains_key(*id) {
-                if let Some(p) = st.cached_paths(&format!("{prefix}{id}"), id) {
-                    out.insert(id.to_string(), p);
-                }
+            if !out.contains_key(*id)
+                && let Some(p) = st.cached_paths(&format!("{prefix}{id}"), id)
+            {
+                out.insert(id.to_string(), p);
             }
         }
         out
@@ -413,7 +420,10 @@ impl Runtime {
 
     /// Stats of the listed containers `cs` (running ones get CPU/memory; others attributes and
     /// writable layer only).
-    async fn stats_of(&self, cs: &[&ContainerSummary]) -> (Vec<cri::ContainerStats>, HashMap<String, Usage>) {
+    async fn stats_of(
+        &self,
+        cs: &[&ContainerSummary],
+    ) -> (Vec<cri::ContainerStats>, HashMap<String, Usage>) {
         self.ensure_layer_walker();
         let running: Vec<&str> = cs
             .iter()
@@ -438,7 +448,9 @@ impl Runtime {
                         s.memory = Some(mem);
                         readings.insert(c.id.clone(), usage);
                     }
-                    Err(e) => tracing::debug!(container_id = %c.id, "stats: cgroup read failed: {e}"),
+                    Err(e) => {
+                        tracing::debug!(container_id = %c.id, "stats: cgroup read failed: {e}")
+                    }
                 }
             }
             if let Some(l) = self.stats.layer(&c.id) {
@@ -471,7 +483,9 @@ impl Runtime {
                 let mut m = all.iter().filter(|c| c.id.starts_with(id));
                 match (m.next(), m.next()) {
                     (Some(c), None) => c,
-                    (None, _) => return Err(Error::NotFound(format!("container {id:?} not found"))),
+                    (None, _) => {
+                        return Err(Error::NotFound(format!("container {id:?} not found")));
+                    }
                     _ => {
                         return Err(Error::InvalidArgument(format!(
                             "container ID prefix {id:?} is ambiguous"
@@ -524,10 +538,7 @@ impl Runtime {
             containers,
             ..Default::default()
         };
-        let running = sb
-            .container
-            .as_ref()
-            .is_some_and(|c| c.state == "running");
+        let running = sb.container.as_ref().is_some_and(|c| c.state == "running");
         if running {
             let procs = self.procs_for(POD_KEY, &[sb.id.as_str()]).await;
             if let Some((info, pause_paths)) = procs.get(&sb.id) {
@@ -542,9 +553,9 @@ impl Runtime {
                     cgroup::read_usage(&pod_cgroup(pause_paths)).ok()
                 };
                 if let Some(usage) = usage {
-                    let rate = self
-                        .stats
-                        .rate(&format!("{POD_KEY}{}", sb.id), usage.cpu_usage_ns, at);
+                    let rate =
+                        self.stats
+                            .rate(&format!("{POD_KEY}{}", sb.id), usage.cpu_usage_ns, at);
                     let (cpu, mem) = cpu_memory(&usage, at, rate);
                     linux.cpu = Some(cpu);
                     linux.memory = Some(mem);
@@ -583,10 +594,8 @@ impl Runtime {
     ) -> Result<Vec<cri::PodSandboxStats>> {
         tracing::debug!("ListPodSandboxStats");
         self.host().await?;
-        let (sandboxes, all) = tokio::try_join!(
-            self.list_sandbox_entries(),
-            self.list_container_summaries()
-        )?;
+        let (sandboxes, all) =
+            tokio::try_join!(self.list_sandbox_entries(), self.list_container_summaries())?;
         let live: HashSet<&str> = sandboxes.iter().map(|s| s.id.as_str()).collect();
         self.stats.prune(POD_KEY, &live);
         let mut out = Vec::new();
@@ -594,12 +603,11 @@ impl Runtime {
             if sb.state() != cri::PodSandboxState::SandboxReady {
                 continue;
             }
-            if let Some(f) = filter {
-                if !id_matches(&sb.id, &f.id)
-                    || !labels::matches_selector(&sb.labels().0, &f.label_selector)
-                {
-                    continue;
-                }
+            if let Some(f) = filter
+                && (!id_matches(&sb.id, &f.id)
+                    || !labels::matches_selector(&sb.labels().0, &f.label_selector))
+            {
+                continue;
             }
             let cs: Vec<&ContainerSummary> =
                 all.iter().filter(|c| sandbox_of(c) == sb.id).collect();
@@ -614,10 +622,8 @@ impl Runtime {
     pub(super) async fn collect_pod_metrics(&self) -> Result<Vec<cri::PodSandboxMetrics>> {
         use super::metrics;
         self.ensure_layer_walker();
-        let (sandboxes, all) = tokio::try_join!(
-            self.list_sandbox_entries(),
-            self.list_container_summaries()
-        )?;
+        let (sandboxes, all) =
+            tokio::try_join!(self.list_sandbox_entries(), self.list_container_summaries())?;
         let ready: Vec<&SandboxEntry> = sandboxes
             .iter()
             .filter(|s| s.state() == cri::PodSandboxState::SandboxReady)
@@ -809,8 +815,7 @@ async fn refresh_layers(docker: &dyn DockerApi, layers: &Mutex<HashMap<String, L
             },
         };
         let dir = PathBuf::from(&upper);
-        let walked =
-            tokio::task::spawn_blocking(move || walk_usage(&dir, LAYER_WALK_BUDGET)).await;
+        let walked = tokio::task::spawn_blocking(move || walk_usage(&dir, LAYER_WALK_BUDGET)).await;
         let Ok((bytes, inodes, _complete)) = walked else {
             continue;
         };
@@ -903,7 +908,11 @@ Inter-|   Receive                                                |  Transmit
     fn cpu_rate_needs_two_samples_and_a_window() {
         let st = StatsState::default();
         assert_eq!(st.rate("c", 0, 0), None, "first sample has no rate");
-        assert_eq!(st.rate("c", 1_000, 1_000), None, "too soon: last rate (none yet)");
+        assert_eq!(
+            st.rate("c", 1_000, 1_000),
+            None,
+            "too soon: last rate (none yet)"
+        );
         assert_eq!(
             st.rate("c", 500_000_000, 1_000_000_000),
             Some(500_000_000),
@@ -947,10 +956,16 @@ Inter-|   Receive                                                |  Transmit
         };
         assert!(container_filter_matches(&c, None));
         assert!(container_filter_matches(&c, Some(&f("", "", &[]))));
-        assert!(container_filter_matches(&c, Some(&f("abc", "sb1", &[("foo", "bar")]))));
+        assert!(container_filter_matches(
+            &c,
+            Some(&f("abc", "sb1", &[("foo", "bar")]))
+        ));
         assert!(!container_filter_matches(&c, Some(&f("abd", "", &[]))));
         assert!(!container_filter_matches(&c, Some(&f("", "sb2", &[]))));
-        assert!(!container_filter_matches(&c, Some(&f("", "", &[("foo", "baz")]))));
+        assert!(!container_filter_matches(
+            &c,
+            Some(&f("", "", &[("foo", "baz")]))
+        ));
         // Internal Docker labels are not CRI labels.
         assert!(!container_filter_matches(
             &c,

@@ -502,3 +502,64 @@ async fn a_stats_cycle_logs_nothing_at_info() {
         );
     }
 }
+
+#[tokio::test]
+async fn pod_metrics_carry_cadvisor_names_and_labels() {
+    require_docker!();
+    let d = daemon().await;
+    let mut rt = d.runtime().await;
+    let p = pod(&mut rt, &d, &[]).await;
+    let id = container(&mut rt, &p, "metered", "echo hi > /f; sleep 1000", true).await;
+    let descs = rt
+        .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors;
+    let keys: HashMap<String, Vec<String>> =
+        descs.into_iter().map(|d| (d.name, d.label_keys)).collect();
+    assert_eq!(
+        keys["container_memory_working_set_bytes"],
+        ["container", "id", "image", "name", "namespace", "pod"]
+    );
+    let all = rt
+        .list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner()
+        .pod_metrics;
+    let pm = all
+        .iter()
+        .find(|m| m.pod_sandbox_id == p.id)
+        .expect("our pod");
+    // Pod level: network of eth0, labelled as cAdvisor's POD container.
+    let rx = pm
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_network_receive_bytes_total")
+        .expect("network metric");
+    assert_eq!(rx.label_values[0], "POD");
+    assert_eq!(rx.label_values[6], "eth0");
+    let cm = pm
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == id)
+        .expect("our container");
+    let get = |name: &str| {
+        cm.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let ws = get("container_memory_working_set_bytes");
+    assert_eq!(ws.label_values.len(), keys[&ws.name].len());
+    assert_eq!(ws.label_values[0], "metered");
+    assert_eq!(ws.label_values[1], id);
+    assert_eq!(ws.label_values[4], "stattest");
+    assert!(ws.value.as_ref().unwrap().value > 0);
+    assert!(get("container_processes").value.as_ref().unwrap().value >= 1);
+    assert!(get("container_fs_usage_bytes").value.is_some());
+    for m in &cm.metrics {
+        assert_eq!(m.label_values.len(), keys[&m.name].len(), "{}", m.name);
+    }
+}

@@ -68,6 +68,20 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
     out: PathBuf,
+    /// Also measure ListContainerStats at these numbers of running pods (sandbox + one
+    /// container each, created through CRI), next to one Docker stats call per container.
+    #[arg(long, value_delimiter = ',')]
+    stats_pods: Vec<usize>,
+    /// Repetitions of ListContainerStats per pod count.
+    #[arg(long, default_value_t = 30)]
+    stats_reps: usize,
+    /// Repetitions of the Docker side (one stats call per container takes about a second each
+    /// on dockerd 20.10, so keep this small).
+    #[arg(long, default_value_t = 2)]
+    stats_docker_reps: usize,
+    /// Skip the basic calls (Version, Status, images) and start-up measurements.
+    #[arg(long)]
+    only_stats: bool,
 }
 
 /// Latency statistics of one measurement, in microseconds.
@@ -103,6 +117,7 @@ struct Row {
 #[derive(Debug, Serialize)]
 struct Report {
     rows: Vec<Row>,
+    stats_rows: Vec<Row>,
     startup_to_ready_ms: Stats,
     idle_rss_kib: u64,
     rss_after_calls_kib: u64,
@@ -493,7 +508,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     let mut startups = Vec::new();
-    for _ in 0..args.startups.max(1) {
+    for _ in 0..if args.only_stats {
+        1
+    } else {
+        args.startups.max(1)
+    } {
         let (_d, t) = start_daemon(args).await?;
         startups.push(t);
     }
@@ -504,7 +523,7 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     let ch = connect(&daemon.socket).await?;
     let rt = RuntimeServiceClient::new(ch.clone());
     let img = ImageServiceClient::new(ch);
-    let reps = args.reps;
+    let reps = if args.only_stats { 1 } else { args.reps };
     let mut rows = Vec::new();
 
     let c = time_n(reps, || {
@@ -606,12 +625,12 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
             }
             // Let the event-fed view (if any) catch up with the burst.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            result = measure_lists(&rt, &docker, &pods, reps, &mut rows).await;
+            result = measure_lists(&rt, docker, &pods, reps, &mut rows).await;
             if result.is_err() {
                 break;
             }
         }
-        remove_pods(&mut rt2, &docker, &pods).await;
+        remove_pods(&mut rt2, docker, &pods).await;
         if let Err(e) = result {
             eprintln!("List/Status at N pods not measured: {e}");
         }
@@ -646,8 +665,15 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         );
     }
 
+    let stats_rows = if args.stats_pods.is_empty() {
+        Vec::new()
+    } else {
+        stats_bench(args, docker, rt.clone()).await?
+    };
+
     let report = Report {
         rows,
+        stats_rows,
         lifecycle: lc,
         concurrent,
         memory,
@@ -668,13 +694,22 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         "{:<44} {:>12} {:>12} {:>8}",
         "call", "cri median", "docker med.", "ratio"
     );
-    for r in report.rows.iter().chain(&report.lifecycle) {
+    for r in report
+        .rows
+        .iter()
+        .chain(&report.lifecycle)
+        .chain(report.stats_rows.iter())
+    {
         println!(
             "{:<44} {:>10.0}us {:>10.0}us {:>8}",
             r.name,
             r.cri.median_us,
             r.docker.as_ref().map_or(f64::NAN, |d| d.median_us),
-            r.ratio.map_or("-".into(), |x| format!("{x:.2}x"))
+            r.ratio.map_or("-".into(), |x| if x >= 0.01 {
+                format!("{x:.2}x")
+            } else {
+                format!("1/{:.0}x", 1.0 / x)
+            })
         );
     }
     println!(
@@ -717,4 +752,158 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("report: {}", args.out.display());
     Ok(())
+}
+
+/// Removes the benchmark's pods on drop (also on failure).
+struct BenchPods(String);
+
+impl Drop for BenchPods {
+    fn drop(&mut self) {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=cri-bench={}", self.0),
+            ])
+            .output();
+        if let Ok(out) = out {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// ListContainerStats at each of `args.stats_pods` running pods vs one Docker stats call per
+/// container (`GET /containers/{id}/stats?stream=false`, the Go original's method).
+async fn stats_bench(
+    args: &Args,
+    docker: &Docker,
+    rt: RuntimeServiceClient<Channel>,
+) -> anyhow::Result<Vec<Row>> {
+    use futures_util::StreamExt;
+    let run = format!("{:x}", std::process::id() ^ 0x5a5a);
+    let _cleanup = BenchPods(run.clone());
+    let selector = std::collections::HashMap::from([("cri-bench".to_string(), run.clone())]);
+    let mut ids: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    let mut counts = args.stats_pods.clone();
+    counts.sort_unstable();
+    for n in counts {
+        while ids.len() < n {
+            let i = ids.len();
+            ids.push(bench_pod(rt.clone(), &args.image, &run, i).await?);
+        }
+        eprintln!("{n} pods running; measuring ListContainerStats");
+        let sel = selector.clone();
+        let c = time_n(args.stats_reps, || {
+            let mut rt = rt.clone();
+            let sel = sel.clone();
+            async move {
+                let r = rt
+                    .list_container_stats(cri::ListContainerStatsRequest {
+                        filter: Some(cri::ContainerStatsFilter {
+                            label_selector: sel,
+                            ..Default::default()
+                        }),
+                    })
+                    .await?
+                    .into_inner();
+                if r.stats.len() != n || r.stats.iter().any(|s| s.cpu.is_none()) {
+                    bail!(
+                        "expected {n} running containers with CPU stats, got {}",
+                        r.stats.len()
+                    );
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let d = time_n(args.stats_docker_reps.max(1), || {
+            let docker = docker.clone();
+            let ids = ids.clone();
+            async move {
+                for id in &ids {
+                    let opts = bollard::query_parameters::StatsOptions {
+                        stream: false,
+                        one_shot: false,
+                    };
+                    let mut s = docker.stats(id, Some(opts));
+                    s.next().await.context("no stats")??;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(row(
+            &format!("ListContainerStats, {n} pods (vs docker stats each)"),
+            c,
+            Some(d),
+        ));
+    }
+    Ok(rows)
+}
+
+/// One pod (sandbox + a started `sleep` container); returns the container ID.
+async fn bench_pod(
+    mut rt: RuntimeServiceClient<Channel>,
+    image: &str,
+    run: &str,
+    i: usize,
+) -> anyhow::Result<String> {
+    let labels = std::collections::HashMap::from([("cri-bench".to_string(), run.to_string())]);
+    let config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: format!("bench-{run}-{i}"),
+            namespace: "cri-bench".into(),
+            uid: format!("bench-{run}-{i}"),
+            attempt: 0,
+        }),
+        labels: labels.clone(),
+        ..Default::default()
+    };
+    let pod = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let id = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod,
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: "sleeper".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "100000".into()],
+                labels,
+                ..Default::default()
+            }),
+            sandbox_config: Some(config),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    Ok(id)
 }

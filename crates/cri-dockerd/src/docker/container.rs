@@ -196,6 +196,8 @@ pub struct ContainerInfo {
     pub resources: ResourceSpec,
     pub cgroup_parent: String,
     pub runtime: String,
+    /// The writable layer's directory on the host (overlay-style drivers' `UpperDir`), if any.
+    pub upper_dir: String,
 }
 
 /// A container, from list.
@@ -579,6 +581,10 @@ fn info_from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerI
         },
         cgroup_parent: host.cgroup_parent.unwrap_or_default(),
         runtime: host.runtime.unwrap_or_default(),
+        upper_dir: r
+            .graph_driver
+            .and_then(|g| g.data.get("UpperDir").cloned())
+            .unwrap_or_default(),
     }
 }
 

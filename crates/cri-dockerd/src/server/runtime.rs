@@ -179,30 +179,50 @@ impl RuntimeService for RuntimeV1 {
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Res<cri::ContainerStatsResponse> {
-        unimplemented("ContainerStats")
+        let stats = self
+            .rt
+            .container_stats(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Res<cri::ListContainerStatsResponse> {
-        unimplemented("ListContainerStats")
+        let stats = self
+            .rt
+            .list_container_stats(req.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Res<cri::PodSandboxStatsResponse> {
-        unimplemented("PodSandboxStats")
+        let stats = self
+            .rt
+            .pod_sandbox_stats(&req.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Res<cri::ListPodSandboxStatsResponse> {
-        unimplemented("ListPodSandboxStats")
+        let stats = self
+            .rt
+            .list_pod_sandbox_stats(req.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(
@@ -242,14 +262,18 @@ impl RuntimeService for RuntimeV1 {
         &self,
         _req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Res<cri::ListMetricDescriptorsResponse> {
-        unimplemented("ListMetricDescriptors")
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: self.rt.list_metric_descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Res<cri::ListPodSandboxMetricsResponse> {
-        unimplemented("ListPodSandboxMetrics")
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics: self.rt.list_pod_sandbox_metrics().await?,
+        }))
     }
 
     async fn runtime_config(

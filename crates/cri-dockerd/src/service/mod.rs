@@ -13,11 +13,13 @@ pub mod image;
 pub mod inputs;
 pub mod labels;
 pub mod logs;
+pub mod metrics;
 pub mod naming;
 mod recovery;
 pub mod runtime_info;
 pub mod sandbox;
 pub mod state;
+pub mod stats;
 pub mod streaming;
 pub mod view;
 
@@ -53,6 +55,8 @@ pub struct Runtime {
     pub(crate) view: view::View,
     /// Subscribers to the CRI container events.
     pub(crate) events: events::EventHub,
+    /// Samples and caches of the stats calls.
+    pub(crate) stats: stats::StatsState,
 }
 
 impl Runtime {
@@ -69,6 +73,7 @@ impl Runtime {
             streaming: std::sync::OnceLock::new(),
             view: view::View::default(),
             events: events::EventHub::default(),
+            stats: stats::StatsState::default(),
             docker,
             config,
             network,

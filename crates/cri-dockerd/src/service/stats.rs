@@ -1,0 +1,991 @@
+//! Container and pod stats (ContainerStats, ListContainerStats, PodSandboxStats,
+//! ListPodSandboxStats), read from the cgroup filesystem and `/proc`, not from Docker's stats API.
+//!
+//! Per request there is one Docker list call; the pid of each running container is learned once
+//! by inspect and cached (a running container's pid never changes; the cache entry is checked
+//! against `/proc/<pid>/cgroup` on every use, so a restarted container is looked up again). CPU
+//! `usage_nano_cores` is the rate between the previous sample kept here and the current one: the
+//! first sample of a container reports no `usage_nano_cores` (field absent), later ones the rate
+//! over at least [`MIN_RATE_WINDOW_NS`]. Writable-layer sizes come from a background task that walks
+//! each container's upper directory one container at a time with an entry budget
+//! ([`LAYER_WALK_BUDGET`]) every [`LAYER_REFRESH`]; the request path only reads its results.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_cri::v1 as cri;
+
+use super::cgroup::{self, CgroupMounts, CgroupPaths, Usage};
+use super::labels::{self, CONTAINER_TYPE, TYPE_CONTAINER};
+use super::state::{SandboxEntry, id_matches};
+use super::{Error, Result, Runtime, naming};
+use crate::docker::{ContainerSummary, DockerApi, ListFilter};
+
+/// CPU rates are computed over at least this window; a sample taken sooner after the previous
+/// one reuses the last rate rather than computing a noisy one over a few milliseconds.
+pub const MIN_RATE_WINDOW_NS: i64 = 500_000_000;
+/// How often the background task refreshes writable-layer sizes.
+pub const LAYER_REFRESH: Duration = Duration::from_secs(10);
+/// At most this many directory entries are visited per container per refresh.
+pub const LAYER_WALK_BUDGET: u64 = 200_000;
+/// Upper bound on the kept CPU samples and pid entries (dropped wholesale beyond it; the lists
+/// prune entries of containers that are gone on every call).
+const MAX_ENTRIES: usize = 16_384;
+/// Key prefix of a sandbox's entries in the kept state.
+const POD_KEY: &str = "pod:";
+/// Concurrent inspects when many pids are unknown (the first call after start-up).
+const INSPECT_CONCURRENCY: usize = 8;
+
+/// What the stats path keeps between calls.
+#[derive(Default)]
+pub struct StatsState {
+    mounts: OnceLock<Option<CgroupMounts>>,
+    procs: Mutex<HashMap<String, ProcInfo>>,
+    cpu: Mutex<HashMap<String, CpuSample>>,
+    layers: Arc<Mutex<HashMap<String, LayerUsage>>>,
+    walker_started: AtomicBool,
+}
+
+/// A running container's process, from inspect.
+#[derive(Debug, Clone)]
+struct ProcInfo {
+    pid: u32,
+    cgroup_parent: String,
+    host_network: bool,
+    upper_dir: String,
+    /// Start time, Unix seconds.
+    started_at: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    usage_ns: u64,
+    at_ns: i64,
+    last_rate: Option<u64>,
+}
+
+/// A writable layer's size, from the background walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerUsage {
+    pub upper_dir: String,
+    pub bytes: u64,
+    pub inodes: u64,
+    pub at_ns: i64,
+}
+
+/// One interface's counters from `/proc/<pid>/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// Parse `/proc/net/dev` text; the loopback interface is left out.
+pub fn parse_net_dev(text: &str) -> Vec<IfaceCounters> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name == "lo" || name.is_empty() {
+            continue;
+        }
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        if v.len() < 12 {
+            continue;
+        }
+        out.push(IfaceCounters {
+            name: name.to_string(),
+            rx_bytes: v[0],
+            rx_packets: v[1],
+            rx_errors: v[2],
+            rx_dropped: v[3],
+            tx_bytes: v[8],
+            tx_packets: v[9],
+            tx_errors: v[10],
+            tx_dropped: v[11],
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Sum of usages (for a pod without its own cgroup: the pause container plus its containers).
+pub fn sum_usage(parts: &[Usage]) -> Usage {
+    let mut s = Usage::default();
+    for u in parts {
+        s.cpu_usage_ns += u.cpu_usage_ns;
+        s.memory_usage += u.memory_usage;
+        s.working_set += u.working_set;
+        s.rss += u.rss;
+        s.page_faults += u.page_faults;
+        s.major_page_faults += u.major_page_faults;
+        s.pids += u.pids;
+    }
+    s
+}
+
+/// The pod-level cgroup: the parent of the pause container's cgroup, which is the pod's own
+/// cgroup only when the sandbox was given a cgroup parent (else it is Docker's shared parent).
+pub fn pod_cgroup(pause: &CgroupPaths) -> CgroupPaths {
+    CgroupPaths {
+        v1: pause
+            .v1
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), p.parent()?.to_path_buf())))
+            .collect(),
+        v2: pause
+            .v2
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn u64v(value: u64) -> Option<cri::UInt64Value> {
+    Some(cri::UInt64Value { value })
+}
+
+/// Walk `dir` without following links: (bytes on disk, entries, finished within `budget`).
+pub fn walk_usage(dir: &Path, budget: u64) -> (u64, u64, bool) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut seen = HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if inodes >= budget {
+                return (bytes, inodes, false);
+            }
+            let Ok(md) = e.metadata() else { continue };
+            inodes += 1;
+            if md.nlink() <= 1 || seen.insert((md.dev(), md.ino())) {
+                bytes += md.blocks() * 512;
+            }
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    (bytes, inodes, true)
+}
+
+impl StatsState {
+    fn mounts(&self) -> Option<&CgroupMounts> {
+        self.mounts
+            .get_or_init(|| match CgroupMounts::detect() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!("cannot read cgroup mounts, stats are unavailable: {e}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The cgroup paths of the cached pid of `id` (kept under `key`), if it still belongs to
+    /// that container.
+    fn cached_paths(&self, key: &str, id: &str) -> Option<(ProcInfo, CgroupPaths)> {
+        let info = self.procs.lock().ok()?.get(key).cloned()?;
+        let text = std::fs::read_to_string(format!("/proc/{}/cgroup", info.pid)).ok()?;
+        if !text.contains(id) {
+            return None;
+        }
+        let paths = CgroupPaths::parse(&text, self.mounts()?);
+        Some((info, paths))
+    }
+
+    /// Rate since the kept sample of `key`, updating it.
+    fn rate(&self, key: &str, usage_ns: u64, at_ns: i64) -> Option<u64> {
+        let mut cpu = self.cpu.lock().ok()?;
+        if cpu.len() > MAX_ENTRIES {
+            cpu.clear();
+        }
+        match cpu.get_mut(key) {
+            Some(prev) if at_ns - prev.at_ns < MIN_RATE_WINDOW_NS => prev.last_rate,
+            Some(prev) => {
+                let r = cgroup::nano_cores(prev.usage_ns, prev.at_ns, usage_ns, at_ns);
+                *prev = CpuSample {
+                    usage_ns,
+                    at_ns,
+                    last_rate: r,
+                };
+                r
+            }
+            None => {
+                cpu.insert(
+                    key.to_string(),
+                    CpuSample {
+                        usage_ns,
+                        at_ns,
+                        last_rate: None,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Drop kept state of containers (keys without `prefix`; with `prefix` for sandboxes) whose
+    /// ID is not in `live`.
+    fn prune(&self, prefix: &str, live: &HashSet<&str>) {
+        let keep = |k: &String| match (prefix.is_empty(), k.strip_prefix(POD_KEY)) {
+            (true, Some(_)) => true,
+            (true, None) => live.contains(k.as_str()),
+            (false, Some(id)) => live.contains(id),
+            (false, None) => true,
+        };
+        if let Ok(mut c) = self.cpu.lock() {
+            c.retain(|k, _| keep(k));
+        }
+        if let Ok(mut p) = self.procs.lock() {
+            p.retain(|k, _| keep(k));
+        }
+    }
+
+    pub(crate) fn layer(&self, id: &str) -> Option<LayerUsage> {
+        self.layers.lock().ok()?.get(id).cloned()
+    }
+}
+
+/// The CPU and memory messages for a reading.
+fn cpu_memory(usage: &Usage, at_ns: i64, rate: Option<u64>) -> (cri::CpuUsage, cri::MemoryUsage) {
+    (
+        cri::CpuUsage {
+            timestamp: at_ns,
+            usage_core_nano_seconds: u64v(usage.cpu_usage_ns),
+            usage_nano_cores: rate.and_then(u64v),
+        },
+        cri::MemoryUsage {
+            timestamp: at_ns,
+            working_set_bytes: u64v(usage.working_set),
+            available_bytes: usage.available.and_then(u64v),
+            usage_bytes: u64v(usage.memory_usage),
+            rss_bytes: u64v(usage.rss),
+            page_faults: u64v(usage.page_faults),
+            major_page_faults: u64v(usage.major_page_faults),
+        },
+    )
+}
+
+fn container_attributes(c: &ContainerSummary) -> cri::ContainerAttributes {
+    let (labels, annotations) = labels::extract(&c.labels);
+    let metadata = naming::parse_container_name(&c.name).or_else(|| {
+        c.labels
+            .get(labels::CONTAINER_NAME)
+            .map(|n| cri::ContainerMetadata {
+                name: n.clone(),
+                attempt: 0,
+            })
+    });
+    cri::ContainerAttributes {
+        id: c.id.clone(),
+        metadata,
+        labels,
+        annotations,
+    }
+}
+
+fn sandbox_of(c: &ContainerSummary) -> &str {
+    c.labels
+        .get(labels::SANDBOX_ID)
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+/// Whether a container passes a `ContainerStatsFilter`.
+pub fn container_filter_matches(
+    c: &ContainerSummary,
+    f: Option<&cri::ContainerStatsFilter>,
+) -> bool {
+    let Some(f) = f else { return true };
+    if !id_matches(&c.id, &f.id) || !id_matches(sandbox_of(c), &f.pod_sandbox_id) {
+        return false;
+    }
+    f.label_selector.is_empty()
+        || labels::matches_selector(&labels::extract(&c.labels).0, &f.label_selector)
+}
+
+impl Runtime {
+    fn stats_docker(&self) -> Arc<dyn DockerApi> {
+        self.docker.clone()
+    }
+
+    /// Pid (and cgroup paths) of each running container in `ids` (kept under `prefix` + ID):
+    /// cached, else one inspect each.
+    async fn procs_for(
+        &self,
+        prefix: &str,
+        ids: &[&str],
+    ) -> HashMap<String, (ProcInfo, CgroupPaths)> {
+        let st = &self.stats;
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match st.cached_paths(&format!("{prefix}{id}"), id) {
+                Some(p) => {
+                    out.insert(id.to_string(), p);
+                }
+                None => missing.push(id.to_string()),
+            }
+        }
+        if missing.is_empty() {
+            return out;
+        }
+        let docker = self.stats_docker();
+        let found: Vec<(String, Option<ProcInfo>)> = futures_util::stream::iter(missing)
+            .map(|id| {
+                let docker = docker.clone();
+                async move {
+                    let info = match docker.inspect_container(&id).await {
+                        Ok(i) if i.state.running && i.state.pid > 0 => Some(ProcInfo {
+                            pid: i.state.pid as u32,
+                            cgroup_parent: i.cgroup_parent,
+                            host_network: i.network_mode == "host",
+                            started_at: chrono::DateTime::parse_from_rfc3339(&i.state.started_at)
+                                .map(|t| u64::try_from(t.timestamp()).unwrap_or(0))
+                                .unwrap_or(0),
+                            upper_dir: i.upper_dir,
+                        }),
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::debug!(container_id = %id, "stats: inspect failed: {e}");
+                            None
+                        }
+                    };
+                    (id, info)
+                }
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .collect()
+            .await;
+        if let Ok(mut procs) = st.procs.lock() {
+            if procs.len() > MAX_ENTRIES {
+                procs.clear();
+            }
+            for (id, info) in found {
+                if let Some(info) = info {
+                    procs.insert(format!("{prefix}{id}"), info);
+                }
+            }
+        }
+        for id in ids {
+            if !out.contains_key(*id)
+                && let Some(p) = st.cached_paths(&format!("{prefix}{id}"), id)
+            {
+                out.insert(id.to_string(), p);
+            }
+        }
+        out
+    }
+
+    /// Start the writable-layer walker once.
+    fn ensure_layer_walker(&self) {
+        if self.stats.walker_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let docker = self.stats_docker();
+        let layers = self.stats.layers.clone();
+        tokio::spawn(async move {
+            loop {
+                refresh_layers(docker.as_ref(), &layers).await;
+                tokio::time::sleep(LAYER_REFRESH).await;
+            }
+        });
+    }
+
+    /// Stats of the listed containers `cs` (running ones get CPU/memory; others attributes and
+    /// writable layer only).
+    async fn stats_of(
+        &self,
+        cs: &[&ContainerSummary],
+    ) -> (Vec<cri::ContainerStats>, HashMap<String, Usage>) {
+        self.ensure_layer_walker();
+        let running: Vec<&str> = cs
+            .iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id.as_str())
+            .collect();
+        let procs = self.procs_for("", &running).await;
+        let mut readings = HashMap::new();
+        let mut out = Vec::with_capacity(cs.len());
+        for c in cs {
+            let mut s = cri::ContainerStats {
+                attributes: Some(container_attributes(c)),
+                ..Default::default()
+            };
+            if let Some((_, paths)) = procs.get(&c.id) {
+                match cgroup::read_usage(paths) {
+                    Ok(usage) => {
+                        let at = now_ns();
+                        let rate = self.stats.rate(&c.id, usage.cpu_usage_ns, at);
+                        let (cpu, mem) = cpu_memory(&usage, at, rate);
+                        s.cpu = Some(cpu);
+                        s.memory = Some(mem);
+                        readings.insert(c.id.clone(), usage);
+                    }
+                    Err(e) => {
+                        tracing::debug!(container_id = %c.id, "stats: cgroup read failed: {e}")
+                    }
+                }
+            }
+            if let Some(l) = self.stats.layer(&c.id) {
+                s.writable_layer = Some(cri::FilesystemUsage {
+                    timestamp: l.at_ns,
+                    fs_id: Some(cri::FilesystemIdentifier {
+                        mountpoint: l.upper_dir.clone(),
+                    }),
+                    used_bytes: u64v(l.bytes),
+                    inodes_used: u64v(l.inodes),
+                });
+            }
+            out.push(s);
+        }
+        (out, readings)
+    }
+
+    /// `ContainerStats`.
+    #[tracing::instrument(skip_all, fields(container_id = %id))]
+    pub async fn container_stats(&self, id: &str) -> Result<cri::ContainerStats> {
+        tracing::debug!("ContainerStats");
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("container_id is required".into()));
+        }
+        self.host().await?;
+        let all = self.list_container_summaries().await?;
+        let c = match all.iter().find(|c| c.id == id) {
+            Some(c) => c,
+            None => {
+                let mut m = all.iter().filter(|c| c.id.starts_with(id));
+                match (m.next(), m.next()) {
+                    (Some(c), None) => c,
+                    (None, _) => {
+                        return Err(Error::NotFound(format!("container {id:?} not found")));
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "container ID prefix {id:?} is ambiguous"
+                        )));
+                    }
+                }
+            }
+        };
+        let (mut v, _) = self.stats_of(&[c]).await;
+        v.pop()
+            .ok_or_else(|| Error::Internal("no stats produced".into()))
+    }
+
+    /// `ListContainerStats`.
+    pub async fn list_container_stats(
+        &self,
+        filter: Option<&cri::ContainerStatsFilter>,
+    ) -> Result<Vec<cri::ContainerStats>> {
+        tracing::debug!("ListContainerStats");
+        self.host().await?;
+        let all = self.list_container_summaries().await?;
+        let live: HashSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
+        self.stats.prune("", &live);
+        let selected: Vec<&ContainerSummary> = all
+            .iter()
+            .filter(|c| container_filter_matches(c, filter))
+            .collect();
+        Ok(self.stats_of(&selected).await.0)
+    }
+
+    /// Stats of one sandbox entry with its containers `cs`.
+    async fn sandbox_stats_of(
+        &self,
+        sb: &SandboxEntry,
+        cs: &[&ContainerSummary],
+    ) -> cri::PodSandboxStats {
+        let (labels, annotations) = sb.labels();
+        let mut out = cri::PodSandboxStats {
+            attributes: Some(cri::PodSandboxAttributes {
+                id: sb.id.clone(),
+                metadata: Some(sb.metadata()),
+                labels,
+                annotations,
+            }),
+            linux: None,
+            windows: None,
+        };
+        let (containers, readings) = self.stats_of(cs).await;
+        let mut linux = cri::LinuxPodSandboxStats {
+            containers,
+            ..Default::default()
+        };
+        let running = sb.container.as_ref().is_some_and(|c| c.state == "running");
+        if running {
+            let procs = self.procs_for(POD_KEY, &[sb.id.as_str()]).await;
+            if let Some((info, pause_paths)) = procs.get(&sb.id) {
+                let at = now_ns();
+                let usage = if info.cgroup_parent.is_empty() {
+                    let mut parts: Vec<Usage> = readings.values().copied().collect();
+                    if let Ok(u) = cgroup::read_usage(pause_paths) {
+                        parts.push(u);
+                    }
+                    Some(sum_usage(&parts))
+                } else {
+                    cgroup::read_usage(&pod_cgroup(pause_paths)).ok()
+                };
+                if let Some(usage) = usage {
+                    let rate =
+                        self.stats
+                            .rate(&format!("{POD_KEY}{}", sb.id), usage.cpu_usage_ns, at);
+                    let (cpu, mem) = cpu_memory(&usage, at, rate);
+                    linux.cpu = Some(cpu);
+                    linux.memory = Some(mem);
+                    linux.process = Some(cri::ProcessUsage {
+                        timestamp: at,
+                        process_count: u64v(usage.pids),
+                    });
+                }
+                if !info.host_network {
+                    linux.network = network_usage(info.pid, at);
+                }
+            }
+        }
+        out.linux = Some(linux);
+        out
+    }
+
+    /// `PodSandboxStats`.
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %id))]
+    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<cri::PodSandboxStats> {
+        tracing::debug!("PodSandboxStats");
+        self.host().await?;
+        let sb = self
+            .find_sandbox(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id:?} not found")))?;
+        let all = self.list_container_summaries().await?;
+        let cs: Vec<&ContainerSummary> = all.iter().filter(|c| sandbox_of(c) == sb.id).collect();
+        Ok(self.sandbox_stats_of(&sb, &cs).await)
+    }
+
+    /// `ListPodSandboxStats`: the ready sandboxes matching `filter`.
+    pub async fn list_pod_sandbox_stats(
+        &self,
+        filter: Option<&cri::PodSandboxStatsFilter>,
+    ) -> Result<Vec<cri::PodSandboxStats>> {
+        tracing::debug!("ListPodSandboxStats");
+        self.host().await?;
+        let (sandboxes, all) =
+            tokio::try_join!(self.list_sandbox_entries(), self.list_container_summaries())?;
+        let live: HashSet<&str> = sandboxes.iter().map(|s| s.id.as_str()).collect();
+        self.stats.prune(POD_KEY, &live);
+        let mut out = Vec::new();
+        for sb in &sandboxes {
+            if sb.state() != cri::PodSandboxState::SandboxReady {
+                continue;
+            }
+            if let Some(f) = filter
+                && (!id_matches(&sb.id, &f.id)
+                    || !labels::matches_selector(&sb.labels().0, &f.label_selector))
+            {
+                continue;
+            }
+            let cs: Vec<&ContainerSummary> =
+                all.iter().filter(|c| sandbox_of(c) == sb.id).collect();
+            out.push(self.sandbox_stats_of(sb, &cs).await);
+        }
+        Ok(out)
+    }
+}
+
+impl Runtime {
+    /// Metrics of every ready sandbox and its running containers (see [`super::metrics`]).
+    pub(super) async fn collect_pod_metrics(&self) -> Result<Vec<cri::PodSandboxMetrics>> {
+        use super::metrics;
+        self.ensure_layer_walker();
+        let (sandboxes, all) =
+            tokio::try_join!(self.list_sandbox_entries(), self.list_container_summaries())?;
+        let ready: Vec<&SandboxEntry> = sandboxes
+            .iter()
+            .filter(|s| s.state() == cri::PodSandboxState::SandboxReady)
+            .collect();
+        let ready_ids: Vec<&str> = ready.iter().map(|s| s.id.as_str()).collect();
+        let running: Vec<&ContainerSummary> = all
+            .iter()
+            .filter(|c| c.state == "running" && ready_ids.contains(&sandbox_of(c)))
+            .collect();
+        let running_ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
+        let procs = self.procs_for("", &running_ids).await;
+        let pod_procs = self.procs_for(POD_KEY, &ready_ids).await;
+        struct Job {
+            sandbox: String,
+            id: String,
+            labels: Vec<String>,
+            paths: CgroupPaths,
+            info: ProcInfo,
+        }
+        let jobs: Vec<Job> = running
+            .iter()
+            .filter_map(|c| {
+                let (info, paths) = procs.get(&c.id)?;
+                let name = naming::parse_container_name(&c.name)
+                    .map(|m| m.name)
+                    .unwrap_or_default();
+                Some(Job {
+                    sandbox: sandbox_of(c).to_string(),
+                    id: c.id.clone(),
+                    labels: metrics::base_labels(c, &name),
+                    paths: paths.clone(),
+                    info: info.clone(),
+                })
+            })
+            .collect();
+        let pods: Vec<(String, Vec<String>, Option<u32>)> = ready
+            .iter()
+            .map(|sb| {
+                let labels = sb
+                    .container
+                    .as_ref()
+                    .map(|c| metrics::base_labels(c, "POD"))
+                    .unwrap_or_default();
+                let pid = pod_procs
+                    .get(&sb.id)
+                    .filter(|(i, _)| !i.host_network)
+                    .map(|(i, _)| i.pid);
+                (sb.id.clone(), labels, pid)
+            })
+            .collect();
+        let layers = self.stats.layers.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let now = now_ns();
+            let mut by_pod: HashMap<String, cri::PodSandboxMetrics> = pods
+                .into_iter()
+                .map(|(id, labels, pid)| {
+                    let ifaces = pid
+                        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/net/dev")).ok())
+                        .map(|t| parse_net_dev(&t))
+                        .unwrap_or_default();
+                    let m = cri::PodSandboxMetrics {
+                        pod_sandbox_id: id.clone(),
+                        metrics: metrics::network_metrics(&labels, &ifaces),
+                        container_metrics: Vec::new(),
+                    };
+                    (id, m)
+                })
+                .collect();
+            for j in jobs {
+                let Ok(usage) = cgroup::read_usage(&j.paths) else {
+                    continue;
+                };
+                let extra = metrics::read_extra(&j.paths);
+                let (fds, sockets) = metrics::count_fds(&extra.pids);
+                let layer = layers
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.get(&j.id).cloned())
+                    .or_else(|| first_layer_walk(&layers, &j.id, &j.info.upper_dir));
+                let fs = (!j.info.upper_dir.is_empty())
+                    .then(|| metrics::fs_info(Path::new(&j.info.upper_dir)))
+                    .flatten();
+                let reading = metrics::ContainerReading {
+                    usage,
+                    extra,
+                    fds,
+                    sockets,
+                    layer,
+                    fs,
+                    start_time_secs: j.info.started_at,
+                };
+                if let Some(p) = by_pod.get_mut(&j.sandbox) {
+                    p.container_metrics.push(cri::ContainerMetrics {
+                        container_id: j.id,
+                        metrics: metrics::container_metrics(&j.labels, &reading, now),
+                    });
+                }
+            }
+            let mut v: Vec<cri::PodSandboxMetrics> = by_pod.into_values().collect();
+            v.sort_by(|a, b| a.pod_sandbox_id.cmp(&b.pod_sandbox_id));
+            v
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("metrics collection failed: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// Budget of the one walk the metrics path makes for a container the background walker has
+/// not reached yet (a fresh container's layer is small).
+const FIRST_WALK_BUDGET: u64 = 10_000;
+
+fn first_layer_walk(
+    layers: &Mutex<HashMap<String, LayerUsage>>,
+    id: &str,
+    upper_dir: &str,
+) -> Option<LayerUsage> {
+    if upper_dir.is_empty() {
+        return None;
+    }
+    let (bytes, inodes, _) = walk_usage(Path::new(upper_dir), FIRST_WALK_BUDGET);
+    let l = LayerUsage {
+        upper_dir: upper_dir.to_string(),
+        bytes,
+        inodes,
+        at_ns: now_ns(),
+    };
+    if let Ok(mut m) = layers.lock() {
+        m.entry(id.to_string()).or_insert_with(|| l.clone());
+    }
+    Some(l)
+}
+
+/// Network usage of the netns of `pid`.
+fn network_usage(pid: u32, at: i64) -> Option<cri::NetworkUsage> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    let ifaces: Vec<cri::NetworkInterfaceUsage> = parse_net_dev(&text)
+        .into_iter()
+        .map(|i| cri::NetworkInterfaceUsage {
+            name: i.name,
+            rx_bytes: u64v(i.rx_bytes),
+            rx_errors: u64v(i.rx_errors),
+            tx_bytes: u64v(i.tx_bytes),
+            tx_errors: u64v(i.tx_errors),
+        })
+        .collect();
+    let default_interface = ifaces
+        .iter()
+        .find(|i| i.name == "eth0")
+        .or_else(|| ifaces.first())
+        .cloned();
+    Some(cri::NetworkUsage {
+        timestamp: at,
+        default_interface,
+        interfaces: ifaces,
+    })
+}
+
+/// One pass of the writable-layer walker: every CRI container, one at a time.
+async fn refresh_layers(docker: &dyn DockerApi, layers: &Mutex<HashMap<String, LayerUsage>>) {
+    let list = match docker
+        .list_containers(&ListFilter {
+            all: true,
+            labels: vec![format!("{CONTAINER_TYPE}={TYPE_CONTAINER}")],
+            id: None,
+        })
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!("stats: layer refresh cannot list containers: {e}");
+            return;
+        }
+    };
+    let live: HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
+    if let Ok(mut l) = layers.lock() {
+        l.retain(|k, _| live.contains(k.as_str()));
+    }
+    for c in &list {
+        let known = layers
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&c.id).map(|u| u.upper_dir.clone()));
+        let upper = match known {
+            Some(u) => u,
+            None => match docker.inspect_container(&c.id).await {
+                Ok(i) if !i.upper_dir.is_empty() => i.upper_dir,
+                _ => continue,
+            },
+        };
+        let dir = PathBuf::from(&upper);
+        let walked = tokio::task::spawn_blocking(move || walk_usage(&dir, LAYER_WALK_BUDGET)).await;
+        let Ok((bytes, inodes, _complete)) = walked else {
+            continue;
+        };
+        if let Ok(mut l) = layers.lock() {
+            l.insert(
+                c.id.clone(),
+                LayerUsage {
+                    upper_dir: upper,
+                    bytes,
+                    inodes,
+                    at_ns: now_ns(),
+                },
+            );
+        }
+        // Spread the work: the walk is background housekeeping, not a burst.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET_DEV: &str = "\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+  eth0:    5000      40    1    2    0     0          0         0     3000      30    3    4    0     0       0          0
+";
+
+    #[test]
+    fn parses_net_dev_without_loopback() {
+        let v = parse_net_dev(NET_DEV);
+        assert_eq!(
+            v,
+            vec![IfaceCounters {
+                name: "eth0".into(),
+                rx_bytes: 5000,
+                rx_packets: 40,
+                rx_errors: 1,
+                rx_dropped: 2,
+                tx_bytes: 3000,
+                tx_packets: 30,
+                tx_errors: 3,
+                tx_dropped: 4,
+            }]
+        );
+    }
+
+    #[test]
+    fn pod_cgroup_is_the_parent_directory() {
+        let pause = CgroupPaths {
+            v1: [(
+                "memory".to_string(),
+                PathBuf::from("/sys/fs/cgroup/memory/kubepods/podX/abc"),
+            )]
+            .into(),
+            v2: Some(PathBuf::from("/sys/fs/cgroup/unified/kubepods/podX/abc")),
+        };
+        let p = pod_cgroup(&pause);
+        assert_eq!(
+            p.v1["memory"],
+            PathBuf::from("/sys/fs/cgroup/memory/kubepods/podX")
+        );
+        assert_eq!(
+            p.v2,
+            Some(PathBuf::from("/sys/fs/cgroup/unified/kubepods/podX"))
+        );
+    }
+
+    #[test]
+    fn sums_usage_without_available() {
+        let a = Usage {
+            cpu_usage_ns: 1,
+            memory_usage: 10,
+            working_set: 5,
+            available: Some(3),
+            pids: 1,
+            ..Default::default()
+        };
+        let s = sum_usage(&[a, a]);
+        assert_eq!(s.cpu_usage_ns, 2);
+        assert_eq!(s.memory_usage, 20);
+        assert_eq!(s.working_set, 10);
+        assert_eq!(s.pids, 2);
+        assert_eq!(s.available, None);
+    }
+
+    #[test]
+    fn cpu_rate_needs_two_samples_and_a_window() {
+        let st = StatsState::default();
+        assert_eq!(st.rate("c", 0, 0), None, "first sample has no rate");
+        assert_eq!(
+            st.rate("c", 1_000, 1_000),
+            None,
+            "too soon: last rate (none yet)"
+        );
+        assert_eq!(
+            st.rate("c", 500_000_000, 1_000_000_000),
+            Some(500_000_000),
+            "half a core over one second"
+        );
+        assert_eq!(
+            st.rate("c", 600_000_000, 1_100_000_000),
+            Some(500_000_000),
+            "within the window: the last rate"
+        );
+        st.prune("", &HashSet::new());
+        assert_eq!(st.rate("c", 0, 5_000_000_000), None, "pruned");
+    }
+
+    fn summary(id: &str, sandbox: &str, labels: &[(&str, &str)]) -> ContainerSummary {
+        let mut l: HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert(CONTAINER_TYPE.into(), TYPE_CONTAINER.into());
+        l.insert(labels::SANDBOX_ID.into(), sandbox.into());
+        ContainerSummary {
+            id: id.into(),
+            name: "k8s_app_p_ns_u_1".into(),
+            labels: l,
+            state: "running".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn container_filters() {
+        let c = summary("abcdef", "sb123", &[("foo", "bar")]);
+        let f = |id: &str, sb: &str, sel: &[(&str, &str)]| cri::ContainerStatsFilter {
+            id: id.into(),
+            pod_sandbox_id: sb.into(),
+            label_selector: sel
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(container_filter_matches(&c, None));
+        assert!(container_filter_matches(&c, Some(&f("", "", &[]))));
+        assert!(container_filter_matches(
+            &c,
+            Some(&f("abc", "sb1", &[("foo", "bar")]))
+        ));
+        assert!(!container_filter_matches(&c, Some(&f("abd", "", &[]))));
+        assert!(!container_filter_matches(&c, Some(&f("", "sb2", &[]))));
+        assert!(!container_filter_matches(
+            &c,
+            Some(&f("", "", &[("foo", "baz")]))
+        ));
+        // Internal Docker labels are not CRI labels.
+        assert!(!container_filter_matches(
+            &c,
+            Some(&f("", "", &[(CONTAINER_TYPE, TYPE_CONTAINER)]))
+        ));
+    }
+
+    #[test]
+    fn walks_a_directory_within_budget() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        for i in 0..5 {
+            std::fs::write(t.path().join("d").join(format!("f{i}")), vec![1u8; 8192]).unwrap();
+        }
+        let (bytes, inodes, done) = walk_usage(t.path(), 100);
+        assert!(done);
+        assert_eq!(inodes, 6);
+        assert!(bytes >= 5 * 8192, "{bytes}");
+        let (_, inodes, done) = walk_usage(t.path(), 3);
+        assert!(!done);
+        assert_eq!(inodes, 3);
+    }
+}

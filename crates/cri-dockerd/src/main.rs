@@ -156,14 +156,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         let config = Arc::new(config);
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
-        runtime.spawn_startup();
+        // Bind the CRI socket first: if it fails, that is the only line logged.
+        let listener = server::listen::bind(&config.cri_endpoint)
+            .await
+            .with_context(|| format!("listening on {}", config.cri_endpoint))?;
         let streaming_addr = runtime
             .start_streaming()
             .await
             .context("starting the streaming server")?;
-        let listener = server::listen::bind(&config.cri_endpoint)
-            .await
-            .with_context(|| format!("listening on {}", config.cri_endpoint))?;
+        runtime.spawn_startup();
         // The first line at info: a failure before this point is the only line logged.
         tracing::info!(
             version = %version::full_version(),

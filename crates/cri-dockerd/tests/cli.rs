@@ -567,7 +567,12 @@ fn runtime_cgroups_failure_is_one_warning_and_not_fatal() {
     );
     d.wait_socket(&socket);
     let log = d.stderr();
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    // One warning for the cgroup failure (the host's oom_score_adj clamping warning, which
+    // some hosts print at start-up, is a separate matter).
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && !l.contains("oom_score_adj"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("--runtime-cgroups="), "{log}");
 }

@@ -86,7 +86,7 @@ impl Server {
                 "streaming server already started".into(),
             ));
         }
-        tracing::info!(%addr, "streaming server listening");
+        tracing::debug!(%addr, "streaming server listening");
         let inner = self.inner.clone();
         tokio::spawn(accept_loop(listener, inner));
         Ok(addr)

@@ -241,12 +241,17 @@ pub trait ContainerApi {
     async fn update_container_resources(&self, id: &str, resources: &ResourceSpec) -> Result<()>;
 }
 
+/// Longest container name or ID passed to Docker. Docker itself accepts names well over 255
+/// bytes (kubelet-made names of long pods do exceed it); this only keeps absurd values from
+/// producing an over-long request URI.
+const MAX_REFERENCE_LEN: usize = 4096;
+
 /// Refuse, as not found, a container reference no container can have: Docker IDs and names are
-/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (at most 255 bytes here). Without this a `/` or `..` turns into
-/// another URL (Docker answers 301) and a huge one fails in the HTTP client.
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (at most [`MAX_REFERENCE_LEN`] bytes here). Without this a `/`
+/// or `..` turns into another URL (Docker answers 301) and a huge one fails in the HTTP client.
 pub(crate) fn check_reference(id: &str) -> Result<()> {
     let mut chars = id.chars();
-    let ok = id.len() <= 255
+    let ok = id.len() <= MAX_REFERENCE_LEN
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
@@ -610,10 +615,17 @@ mod tests {
 
     #[test]
     fn impossible_references_are_not_found() {
-        for ok in ["abc", "0123456789abcdef", "k8s_POD_x_ns_uid_0", "a.b-c_d"] {
+        let kubelet_long = format!("k8s_{}_0", "a".repeat(300));
+        for ok in [
+            "abc",
+            "0123456789abcdef",
+            "k8s_POD_x_ns_uid_0",
+            "a.b-c_d",
+            &kubelet_long,
+        ] {
             assert!(check_reference(ok).is_ok(), "{ok}");
         }
-        let long = "a".repeat(256);
+        let long = "a".repeat(MAX_REFERENCE_LEN + 1);
         for bad in [
             "",
             "/",

@@ -149,3 +149,136 @@ async fn unserved_version_fails_hard() {
 fn tonic_prost_codec() -> tonic_prost::ProstCodec<cri::VersionRequest, cri::VersionResponse> {
     tonic_prost::ProstCodec::default()
 }
+
+#[tokio::test]
+async fn v1alpha2_image_service_round_trip() {
+    // The v1alpha2 ImageService re-encodes onto v1: pull, status, list, fs info and remove.
+    require_docker!();
+    let d = Daemon::start(&[]).await;
+    let mut img = d.image_alpha().await;
+    let busybox_id = common::docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "cri-dockerd-test/busybox:latest",
+    ]);
+
+    // Pull by tag from the local registry: image_ref is the image ID.
+    let pulled = "127.0.0.1:5000/test/busybox:latest";
+    let r = img
+        .pull_image(alpha::PullImageRequest {
+            image: Some(alpha::ImageSpec {
+                image: pulled.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("v1alpha2 PullImage")
+        .into_inner();
+    assert_eq!(r.image_ref, busybox_id);
+    let st = img
+        .image_status(alpha::ImageStatusRequest {
+            image: Some(alpha::ImageSpec {
+                image: pulled.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let image = st.image.expect("pulled image has a status");
+    assert!(
+        image.repo_tags.iter().any(|t| t == pulled),
+        "{:?}",
+        image.repo_tags
+    );
+    let listed = img
+        .list_images(alpha::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.images.iter().any(|i| i.id == busybox_id));
+    // Untag only the pulled name: the image is shared with the local test tag.
+    common::docker(&["rmi", pulled]);
+
+    let fs = img
+        .image_fs_info(alpha::ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!fs.image_filesystems.is_empty());
+    assert!(fs.image_filesystems[0].used_bytes.as_ref().unwrap().value > 0);
+
+    // Remove a throwaway image of its own.
+    let tag = format!("cri-dockerd-test/alpha-rm-{}:x", std::process::id());
+    let tar = tempfile::tempdir().unwrap();
+    std::fs::write(tar.path().join("f"), std::process::id().to_string()).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c f | docker import - {tag}",
+            tar.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        img.remove_image(alpha::RemoveImageRequest {
+            image: Some(alpha::ImageSpec {
+                image: tag.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("v1alpha2 RemoveImage (idempotent)");
+    }
+    assert!(
+        !common::docker_try(&["image", "inspect", &tag]).0,
+        "removed"
+    );
+
+    // Bad input keeps its code through the conversion.
+    let err = img
+        .pull_image(alpha::PullImageRequest {
+            image: Some(alpha::ImageSpec {
+                image: String::new(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn v1alpha2_status_with_docker_unreachable() {
+    let d = Daemon::start(&[
+        "--docker-endpoint=unix:///nonexistent/docker.sock",
+        "--network-plugin=no-op",
+    ])
+    .await;
+    let st = d
+        .runtime_alpha()
+        .await
+        .status(alpha::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let runtime = st
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap();
+    assert!(!runtime.status);
+    assert_eq!(runtime.reason, "DockerDaemonNotReady");
+}

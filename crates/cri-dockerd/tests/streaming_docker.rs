@@ -1,54 +1,19 @@
 //! Exec, Attach and PortForward end to end: the real binary, the real dockerd, and the
-//! `cri-streaming` test client speaking SPDY/3.1 and WebSocket to the returned URLs.
+//! `cri-streaming` test client speaking SPDY/3.1 and WebSocket to the returned URLs; the
+//! streaming server's security defaults (loopback only, unguessable single-use tokens).
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::pods::{Pod, Rt, container_config, host_network, stop_pod_sandbox, wait_until};
 use cri_streaming::TermSize;
 use cri_streaming::client::{self, ExecOptions};
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
-type Rt = RuntimeServiceClient<Channel>;
-
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
 const SUCCESS: &str = r#"{"metadata":{},"status":"Success"}"#;
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
-struct Pod {
-    id: String,
-    config: cri::PodSandboxConfig,
-    _cleanup: PodCleanup,
-}
 
 async fn daemon() -> (Daemon, Rt) {
     let d = Daemon::start(&["--network-plugin=no-op"]).await;
@@ -57,38 +22,14 @@ async fn daemon() -> (Daemon, Rt) {
 }
 
 async fn pod(rt: &mut Rt, d: &Daemon) -> Pod {
-    let uid = unique();
-    let cleanup = PodCleanup(uid.clone());
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("stream-{uid}"),
-            namespace: "streamtest".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        log_directory: d
-            .dir
-            .path()
-            .join("pods")
-            .join(&uid)
-            .to_string_lossy()
-            .into_owned(),
-        ..Default::default()
-    };
-    let id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        config,
-        _cleanup: cleanup,
-    }
+    Pod::run(rt, d, "stream", "streamtest").await
+}
+
+/// A daemon, its runtime client and one pod.
+async fn daemon_and_pod() -> (Daemon, Rt, Pod) {
+    let (d, mut rt) = daemon().await;
+    let p = pod(&mut rt, &d).await;
+    (d, rt, p)
 }
 
 /// Create and start a busybox container running `cmd` in `p`.
@@ -106,38 +47,13 @@ async fn run_with(
     stdin_once: bool,
 ) -> String {
     let cfg = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: BUSYBOX.into(),
-            ..Default::default()
-        }),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}.log"),
         stdin,
         tty,
         stdin_once,
-        labels: HashMap::new(),
-        ..Default::default()
+        ..container_config(name, cmd)
     };
-    let id = rt
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: p.id.clone(),
-            config: Some(cfg),
-            sandbox_config: Some(p.config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("StartContainer");
-    id
+    p.run_container(rt, cfg).await
 }
 
 fn exec_req(id: &str, cmd: &[&str], tty: bool, stdin: bool, stderr: bool) -> cri::ExecRequest {
@@ -157,6 +73,18 @@ async fn exec_url(rt: &mut Rt, req: cri::ExecRequest) -> String {
     url
 }
 
+/// PortForward for `ports` of sandbox `id`: the streaming URL.
+async fn port_forward_url(rt: &mut Rt, id: &str, ports: &[i32]) -> String {
+    rt.port_forward(cri::PortForwardRequest {
+        pod_sandbox_id: id.into(),
+        port: ports.to_vec(),
+    })
+    .await
+    .expect("PortForward")
+    .into_inner()
+    .url
+}
+
 fn exit_code_of(status: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(status).ok()?;
     v["details"]["causes"]
@@ -173,11 +101,37 @@ fn top_has(id: &str, needle: &str) -> bool {
     out.lines().skip(1).any(|l| l.contains(needle))
 }
 
+/// Wait until a process matching `needle` runs in `id` (`running`) or no longer does; panics
+/// with `what` and the processes of `id` after `timeout`.
+async fn wait_top(id: &str, needle: &str, running: bool, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while top_has(id, needle) != running {
+        assert!(
+            Instant::now() < deadline,
+            "{what}:\n{}",
+            common::docker(&["top", id])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Run the exec or attach at `url` with the client of `proto`: SPDY for v4, WebSocket for v5.
+async fn exec_over(
+    url: &str,
+    proto: &str,
+    opts: ExecOptions,
+) -> Result<client::ExecOutput, client::ClientError> {
+    if proto.starts_with("v4") {
+        client::spdy_exec(url, proto, opts).await
+    } else {
+        client::ws_exec(url, proto, opts).await
+    }
+}
+
 #[tokio::test]
 async fn exec_stdout_stderr_and_exit_code_over_spdy_and_websocket() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     for proto in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
@@ -191,12 +145,7 @@ async fn exec_stdout_stderr_and_exit_code_over_spdy_and_websocket() {
             stderr: true,
             ..Default::default()
         };
-        let o = if proto.starts_with("v4") {
-            client::spdy_exec(&url, proto, opts).await
-        } else {
-            client::ws_exec(&url, proto, opts).await
-        }
-        .expect("exec echo");
+        let o = exec_over(&url, proto, opts).await.expect("exec echo");
         assert_eq!(o.stdout, b"hello\n", "{proto}");
         assert!(o.stderr.is_empty(), "{proto}");
         assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS, "{proto}");
@@ -217,12 +166,7 @@ async fn exec_stdout_stderr_and_exit_code_over_spdy_and_websocket() {
             stderr: true,
             ..Default::default()
         };
-        let o = if proto.starts_with("v4") {
-            client::spdy_exec(&url, proto, opts).await
-        } else {
-            client::ws_exec(&url, proto, opts).await
-        }
-        .expect("exec exit 3");
+        let o = exec_over(&url, proto, opts).await.expect("exec exit 3");
         assert_eq!(o.stdout, b"out\n", "{proto}");
         assert_eq!(o.stderr, b"err\n", "{proto}");
         assert_eq!(
@@ -237,8 +181,7 @@ async fn exec_stdout_stderr_and_exit_code_over_spdy_and_websocket() {
 #[tokio::test]
 async fn exec_stdin_cat_and_tty_resize() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     // stdin piped to cat, both transports.
@@ -251,12 +194,7 @@ async fn exec_stdin_cat_and_tty_resize() {
             stderr: true,
             ..Default::default()
         };
-        let o = if proto.starts_with("v4") {
-            client::spdy_exec(&url, proto, opts).await
-        } else {
-            client::ws_exec(&url, proto, opts).await
-        }
-        .expect("exec cat");
+        let o = exec_over(&url, proto, opts).await.expect("exec cat");
         assert_eq!(o.stdout.len(), input.len(), "{proto}");
         assert!(o.stdout == input, "{proto}: cat output differs");
         assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS, "{proto}");
@@ -290,12 +228,7 @@ async fn exec_stdin_cat_and_tty_resize() {
             resize: vec![size],
             ..Default::default()
         };
-        let o = if proto.starts_with("v4") {
-            client::spdy_exec(&url, proto, opts).await
-        } else {
-            client::ws_exec(&url, proto, opts).await
-        }
-        .expect("tty exec");
+        let o = exec_over(&url, proto, opts).await.expect("tty exec");
         let want = format!("{} {}\r\n", size.height, size.width);
         assert_eq!(String::from_utf8_lossy(&o.stdout), want, "{proto}");
         assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS, "{proto}");
@@ -305,8 +238,7 @@ async fn exec_stdin_cat_and_tty_resize() {
 #[tokio::test]
 async fn attach_to_running_tty_container() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     for proto in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
         let c = run(&mut rt, &p, &format!("sh-{}", &proto[..2]), &["sh"], true).await;
         let url = rt
@@ -328,16 +260,10 @@ async fn attach_to_running_tty_container() {
             tty: true,
             ..Default::default()
         };
-        let o = tokio::time::timeout(Duration::from_secs(30), async {
-            if proto.starts_with("v4") {
-                client::spdy_exec(&url, proto, opts).await
-            } else {
-                client::ws_exec(&url, proto, opts).await
-            }
-        })
-        .await
-        .expect("attach ends when the shell exits")
-        .expect("attach");
+        let o = tokio::time::timeout(Duration::from_secs(30), exec_over(&url, proto, opts))
+            .await
+            .expect("attach ends when the shell exits")
+            .expect("attach");
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("hi-42"), "{proto}: {out:?}");
     }
@@ -348,8 +274,7 @@ async fn attach_to_running_tty_container() {
 #[tokio::test]
 async fn attach_stdin_once_closes_container_stdin() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run_with(&mut rt, &p, "cat", &["cat"], true, false, true).await;
     let url = rt
         .attach(cri::AttachRequest {
@@ -386,8 +311,7 @@ async fn attach_stdin_once_closes_container_stdin() {
 #[tokio::test]
 async fn rpc_validation_codes() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     let e = rt
@@ -432,21 +356,22 @@ async fn rpc_validation_codes() {
 
     // Not running: FailedPrecondition.
     let stopped = run(&mut rt, &p, "stopped", &["true"], false).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::docker(&["inspect", "-f", "{{.State.Running}}", &stopped]) == "true" {
-        assert!(Instant::now() < deadline, "container did not exit");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "container did not exit",
+        async || {
+            (common::docker(&["inspect", "-f", "{{.State.Running}}", &stopped]) != "true")
+                .then_some(())
+        },
+    )
+    .await;
     let e = rt
         .exec(exec_req(&stopped, &["true"], false, false, false))
         .await
         .expect_err("stopped container");
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
+    stop_pod_sandbox(&mut rt, &p.id).await;
     let e = rt
         .port_forward(cri::PortForwardRequest {
             pod_sandbox_id: p.id.clone(),
@@ -460,8 +385,7 @@ async fn rpc_validation_codes() {
 #[tokio::test]
 async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
 
     let url = exec_url(
@@ -485,11 +409,14 @@ async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
     let (ws, _) = client::ws_connect(&url, &["v5.channel.k8s.io"])
         .await
         .expect("first use");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !top_has(&c, "sleep 4242") {
-        assert!(Instant::now() < deadline, "exec never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_top(
+        &c,
+        "sleep 4242",
+        true,
+        Duration::from_secs(10),
+        "exec never started",
+    )
+    .await;
     let e = client::ws_connect(&url, &["v5.channel.k8s.io"])
         .await
         .expect_err("reuse refused");
@@ -502,23 +429,83 @@ async fn token_reuse_and_unknown_are_404_without_exec_left_behind() {
 
     // The client going away mid-exec kills the process.
     drop(ws);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while top_has(&c, "sleep 4242") {
-        assert!(
-            Instant::now() < deadline,
-            "exec'd sleep still running after the client disconnected:\n{}",
-            common::docker(&["top", &c])
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_top(
+        &c,
+        "sleep 4242",
+        false,
+        Duration::from_secs(20),
+        "exec'd sleep still running after the client disconnected",
+    )
+    .await;
     assert!(top_has(&c, "sleep 1000"), "main process must survive");
+}
+
+/// The host's own IPv4 addresses other than loopback (`ip -4 -o addr`).
+fn host_ipv4_addrs() -> Vec<std::net::Ipv4Addr> {
+    common::command_output("ip", &["-4", "-o", "addr", "show"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse().ok())
+        .filter(|ip: &std::net::Ipv4Addr| !ip.is_loopback())
+        .collect()
+}
+
+/// Security defaults: without --streaming-bind-addr the streaming server answers on 127.0.0.1
+/// only (the URLs' host; the same port on every other address of the host refuses), each token
+/// is 24 bytes (192 bits) of URL-safe base64 and none repeats; --streaming-bind-addr moves it.
+#[tokio::test]
+async fn streaming_server_is_loopback_only_by_default_with_unguessable_tokens() {
+    use base64::Engine;
+    use std::net::{SocketAddr, TcpStream};
+    require_docker!();
+    let (_d, mut rt, p) = daemon_and_pod().await;
+    let mut tokens = std::collections::HashSet::new();
+    let mut port = 0u16;
+    for _ in 0..50 {
+        let url = port_forward_url(&mut rt, &p.id, &[80]).await;
+        let (p_str, token) = url
+            .strip_prefix("http://127.0.0.1:")
+            .and_then(|r| r.split_once("/portforward/"))
+            .unwrap_or_else(|| panic!("not a loopback port-forward URL: {url}"));
+        port = p_str.parse().expect("port");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .unwrap_or_else(|e| panic!("token {token:?} is not URL-safe base64: {e}"));
+        assert_eq!(bytes.len(), 24, "{token}");
+        assert!(
+            tokens.insert(token.to_string()),
+            "token {token} issued twice"
+        );
+    }
+    TcpStream::connect(("127.0.0.1", port)).expect("streaming server on loopback");
+    let others = host_ipv4_addrs();
+    assert!(!others.is_empty(), "no non-loopback address to check");
+    for ip in &others {
+        let e = TcpStream::connect_timeout(&SocketAddr::from((*ip, port)), Duration::from_secs(2))
+            .expect_err("streaming server reachable on a non-loopback address");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{ip}:{port}: {e}"
+        );
+    }
+
+    // The operator's choice: another address.
+    let ip = others[0];
+    let d2 = Daemon::start(&[
+        "--network-plugin=no-op",
+        &format!("--streaming-bind-addr={ip}"),
+    ])
+    .await;
+    let mut rt2 = d2.runtime().await;
+    let p2 = pod(&mut rt2, &d2).await;
+    let url = port_forward_url(&mut rt2, &p2.id, &[80]).await;
+    assert!(url.starts_with(&format!("http://{ip}:")), "{url}");
 }
 
 #[tokio::test]
 async fn spdy_client_disconnect_kills_tty_exec() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
     let url = exec_url(
         &mut rt,
@@ -538,21 +525,24 @@ async fn spdy_client_disconnect_kills_tty_exec() {
         .open(&[("streamtype", "resize")])
         .await
         .expect("resize");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !top_has(&c, "sleep 4343") {
-        assert!(Instant::now() < deadline, "exec never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_top(
+        &c,
+        "sleep 4343",
+        true,
+        Duration::from_secs(10),
+        "exec never started",
+    )
+    .await;
     conn.conn.terminate();
     drop(conn);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while top_has(&c, "sleep 4343") {
-        assert!(
-            Instant::now() < deadline,
-            "tty exec still running after the client disconnected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_top(
+        &c,
+        "sleep 4343",
+        false,
+        Duration::from_secs(20),
+        "tty exec still running after the client disconnected",
+    )
+    .await;
 }
 
 async fn spdy_forward_once(
@@ -579,11 +569,35 @@ async fn spdy_forward_once(
 const GET: &[u8] = b"GET /index.html HTTP/1.0\r\n\r\n";
 const INDEX: &str = "hello from cri-dockerd-test";
 
+/// GET the index from `port` on new streams (request ids from `first_id`) every 200 ms until
+/// httpd answers with it; returns that answer's (data, error stream). Panics after 10 s.
+async fn forward_until_index(
+    c: &client::SpdyClient,
+    port: &str,
+    first_id: u32,
+) -> (Vec<u8>, Vec<u8>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = first_id;
+    loop {
+        let (data, err) = spdy_forward_once(c, port, &n.to_string(), GET).await;
+        n += 1;
+        if String::from_utf8_lossy(&data).contains(INDEX) {
+            return (data, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer from httpd on port {port}: {:?} {:?}",
+            String::from_utf8_lossy(&data),
+            String::from_utf8_lossy(&err)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn port_forward_to_httpd_in_pod_ipv4_ipv6_and_concurrent() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let _httpd = run(
         &mut rt,
         &p,
@@ -601,36 +615,13 @@ async fn port_forward_to_httpd_in_pod_ipv4_ipv6_and_concurrent() {
         false,
     )
     .await;
-    let url = rt
-        .port_forward(cri::PortForwardRequest {
-            pod_sandbox_id: p.id.clone(),
-            port: vec![80],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut rt, &p.id, &[80]).await;
     let c = client::spdy_connect(&url, &["portforward.k8s.io"])
         .await
         .expect("connect");
     // Give httpd a moment to bind.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    loop {
-        let (data, err) = spdy_forward_once(&c, "80", &n.to_string(), GET).await;
-        n += 1;
-        let body = String::from_utf8_lossy(&data);
-        if body.contains(INDEX) {
-            assert!(err.is_empty());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer from httpd: {body:?} {:?}",
-            String::from_utf8_lossy(&err)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_, err) = forward_until_index(&c, "80", 0).await;
+    assert!(err.is_empty());
     // Two concurrent streams on one connection.
     let (a, b) = tokio::join!(
         spdy_forward_once(&c, "80", "100", GET),
@@ -646,21 +637,7 @@ async fn port_forward_to_httpd_in_pod_ipv4_ipv6_and_concurrent() {
     // IPv6 loopback, when the pod has it.
     let (ok, addrs) = common::docker_try(&["exec", &httpd6, "ip", "-6", "addr", "show", "lo"]);
     if ok && addrs.contains("::1") {
-        let mut n = 200;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (data, err) = spdy_forward_once(&c, "8086", &n.to_string(), GET).await;
-            n += 1;
-            if String::from_utf8_lossy(&data).contains(INDEX) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no answer over [::1]: {:?}",
-                String::from_utf8_lossy(&err)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        forward_until_index(&c, "8086", 200).await;
     } else {
         eprintln!("pod has no IPv6 loopback ({addrs:?}): IPv6 port-forward not checked");
     }
@@ -675,15 +652,7 @@ async fn port_forward_to_httpd_in_pod_ipv4_ipv6_and_concurrent() {
     c.conn.close().await;
 
     // WebSocket port-forward: port 80 on channels 0 (data) and 1 (error).
-    let url = rt
-        .port_forward(cri::PortForwardRequest {
-            pod_sandbox_id: p.id.clone(),
-            port: vec![80],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut rt, &p.id, &[80]).await;
     use futures_util::{SinkExt, StreamExt};
     let (ws, _) = client::ws_connect(&url, &["v4.channel.k8s.io"])
         .await
@@ -719,37 +688,10 @@ async fn port_forward_host_network_ipv6_loopback() {
         return;
     }
     let (d, mut rt) = daemon().await;
-    let mut p = pod(&mut rt, &d).await;
-    // Recreate as a host-network pod.
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
+    let p = Pod::run_with(&mut rt, &d, "stream", "streamtest", |c| {
+        c.linux = host_network()
     })
-    .await
-    .expect("stop");
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .expect("remove");
-    p.config.linux = Some(cri::LinuxPodSandboxConfig {
-        security_context: Some(cri::LinuxSandboxSecurityContext {
-            namespace_options: Some(cri::NamespaceOption {
-                network: cri::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    p.id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(p.config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox host network")
-        .into_inner()
-        .pod_sandbox_id;
+    .await;
     let port = (20000 + std::process::id() % 20000).to_string();
     let listen = format!("[::1]:{port}");
     let _httpd = run(
@@ -760,33 +702,11 @@ async fn port_forward_host_network_ipv6_loopback() {
         false,
     )
     .await;
-    let url = rt
-        .port_forward(cri::PortForwardRequest {
-            pod_sandbox_id: p.id.clone(),
-            port: vec![],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut rt, &p.id, &[]).await;
     let c = client::spdy_connect(&url, &["portforward.k8s.io"])
         .await
         .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    loop {
-        let (data, err) = spdy_forward_once(&c, &port, &n.to_string(), GET).await;
-        n += 1;
-        if String::from_utf8_lossy(&data).contains(INDEX) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer over [::1]:{port}: {:?}",
-            String::from_utf8_lossy(&err)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    forward_until_index(&c, &port, 0).await;
     c.conn.close().await;
 }
 
@@ -794,8 +714,7 @@ async fn port_forward_host_network_ipv6_loopback() {
 #[tokio::test]
 async fn exec_cat_64mib_byte_exact() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
     let data = pattern(64 << 20);
     let url = exec_url(&mut rt, exec_req(&c, &["cat"], false, true, false)).await;
@@ -838,8 +757,7 @@ fn pattern(n: usize) -> Vec<u8> {
 #[ignore]
 async fn bench_exec_cat_throughput() {
     require_docker!();
-    let (d, mut rt) = daemon().await;
-    let p = pod(&mut rt, &d).await;
+    let (d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
     let data = pattern(64 << 20);
     for proto in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
@@ -850,12 +768,7 @@ async fn bench_exec_cat_throughput() {
             ..Default::default()
         };
         let t = Instant::now();
-        let o = if proto.starts_with("v4") {
-            client::spdy_exec(&url, proto, opts).await
-        } else {
-            client::ws_exec(&url, proto, opts).await
-        }
-        .expect("exec");
+        let o = exec_over(&url, proto, opts).await.expect("exec");
         let secs = t.elapsed().as_secs_f64();
         assert!(o.stdout == data);
         println!(

@@ -123,6 +123,33 @@ mod tests {
         );
     }
 
+    /// 192 bits each; over 2,000 tokens every bit position is set about half the time (a
+    /// counter, a clock or a short seed would leave positions fixed), and none repeats.
+    #[test]
+    fn tokens_are_192_uniform_bits() {
+        const N: usize = 2000;
+        let mut ones = [0usize; TOKEN_BYTES * 8];
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..N {
+            let t = new_token().expect("token");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&t)
+                .expect("base64");
+            assert_eq!(bytes.len() * 8, 192);
+            for (i, one) in ones.iter_mut().enumerate() {
+                *one += usize::from(bytes[i / 8] >> (i % 8) & 1);
+            }
+            assert!(seen.insert(t), "token repeated");
+        }
+        // Binomial(2000, 1/2): standard deviation ~22; 40..60 % is about 9 of them.
+        for (i, one) in ones.iter().enumerate() {
+            assert!(
+                (800..=1200).contains(one),
+                "bit {i} set in {one} of {N} tokens"
+            );
+        }
+    }
+
     #[test]
     fn single_use() {
         let mut c = TokenCache::new(Duration::from_secs(60), 10);

@@ -350,10 +350,13 @@ pub async fn ws_exec(
                 .await;
         }
         if let Some(data) = &opts.stdin {
-            for chunk in data.chunks(32 * 1024) {
-                if sink.send(ws_frame(base64, 0, chunk)).await.is_err() {
+            for chunk in data.chunks(64 * 1024) {
+                if sink.feed(ws_frame(base64, 0, chunk)).await.is_err() {
                     return sink;
                 }
+            }
+            if sink.flush().await.is_err() {
+                return sink;
             }
             if negotiated == "v5.channel.k8s.io" {
                 let _ = sink.send(Message::binary(vec![255u8, 0])).await;

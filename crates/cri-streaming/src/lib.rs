@@ -34,6 +34,7 @@ mod remotecommand;
 pub mod request;
 pub mod runtime;
 pub mod server;
+pub mod sessions;
 pub mod spdy;
 mod status;
 mod ws;
@@ -43,6 +44,7 @@ pub use error::Error;
 pub use request::{AttachRequest, ExecRequest, PortForwardRequest};
 pub use runtime::{ExitStatus, PortStream, Runtime, StreamIo, TermSize};
 pub use server::Server;
+pub use sessions::{SessionCounts, SessionKind};
 
 /// SPDY remotecommand subprotocols (`X-Stream-Protocol-Version`), newest first.
 pub const SPDY_REMOTECOMMAND_PROTOCOLS: &[&str] = &[

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::remotecommand::PIPE;
+use crate::remotecommand::{PIPE, PUMP_BUF};
 use crate::runtime::Runtime;
 use crate::spdy::{Connection, Stream};
 
@@ -129,7 +129,7 @@ async fn forward(data: Stream, error: Stream, pod: String, runtime: Arc<dyn Runt
     };
     let dw = data_w.clone();
     let outbound = async move {
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; PUMP_BUF];
         loop {
             match t_r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,

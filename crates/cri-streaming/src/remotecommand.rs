@@ -14,6 +14,8 @@ use crate::{AttachRequest, ExecRequest};
 
 /// Pipe buffer between transport and runtime.
 pub(crate) const PIPE: usize = 64 * 1024;
+/// Read size of the pumps from those pipes to the client (a whole pipe's worth).
+pub(crate) const PUMP_BUF: usize = PIPE;
 
 /// An exec or attach to run.
 #[derive(Debug, Clone)]
@@ -132,7 +134,7 @@ impl ResizeDecoder {
 
 /// Copies a pipe end into a SPDY stream, then half-closes it.
 async fn pump_out(mut from: DuplexStream, to: StreamWriter) {
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; PUMP_BUF];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,

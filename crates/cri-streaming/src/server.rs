@@ -22,6 +22,7 @@ use crate::cache::TokenCache;
 use crate::remotecommand::{self, Job};
 use crate::request::Pending;
 use crate::runtime::Runtime;
+use crate::sessions::{SessionCounts, SessionKind, Sessions};
 use crate::spdy::{Connection, Role};
 use crate::ws::{self, WsProto};
 use crate::{
@@ -42,6 +43,7 @@ struct Inner {
     cache: Mutex<TokenCache>,
     addr: OnceLock<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    sessions: Arc<Sessions>,
 }
 
 /// The streaming server. Cheap to clone; all clones share the listener and token cache.
@@ -70,6 +72,7 @@ impl Server {
                 cache: Mutex::new(cache),
                 addr: OnceLock::new(),
                 shutdown: watch::channel(false).0,
+                sessions: Arc::default(),
             }),
         }
     }
@@ -95,6 +98,12 @@ impl Server {
     /// Address the listener is bound to, once started.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.addr.get().copied()
+    }
+
+    /// Exec, attach and port-forward sessions open now and started so far (a session is open
+    /// from its protocol upgrade until its connection ends).
+    pub fn sessions(&self) -> SessionCounts {
+        self.inner.sessions.snapshot()
     }
 
     /// Stops accepting connections (streams in progress continue).
@@ -370,6 +379,11 @@ fn ws_config() -> WebSocketConfig {
 fn remote_command(inner: &Arc<Inner>, mut req: Request<Incoming>, job: Job) -> Response<Body> {
     let cfg = inner.config.clone();
     let runtime = inner.runtime.clone();
+    let sessions = inner.sessions.clone();
+    let kind = match job {
+        Job::Exec(_) => SessionKind::Exec,
+        Job::Attach(_) => SessionKind::Attach,
+    };
     if is_websocket(req.headers()) {
         let (resp, proto) = ws_handshake(&req, WS_REMOTECOMMAND_PROTOCOLS);
         let Some(proto) = proto else { return resp };
@@ -377,6 +391,7 @@ fn remote_command(inner: &Arc<Inner>, mut req: Request<Incoming>, job: Job) -> R
         tokio::spawn(async move {
             match upgrade.await {
                 Ok(up) => {
+                    let _open = sessions.open(kind);
                     let ws = WebSocketStream::from_raw_socket(
                         TokioIo::new(up),
                         WsRole::Server,
@@ -408,6 +423,7 @@ fn remote_command(inner: &Arc<Inner>, mut req: Request<Incoming>, job: Job) -> R
                 return;
             }
         };
+        let _open = sessions.open(kind);
         match Connection::new(
             TokioIo::new(up),
             Role::Server,
@@ -438,6 +454,7 @@ fn port_forward(
 ) -> Response<Body> {
     let cfg = inner.config.clone();
     let runtime = inner.runtime.clone();
+    let sessions = inner.sessions.clone();
     if is_websocket(req.headers()) {
         let ports = pf.ports();
         if ports.is_empty() {
@@ -452,6 +469,7 @@ fn port_forward(
         tokio::spawn(async move {
             match upgrade.await {
                 Ok(up) => {
+                    let _open = sessions.open(SessionKind::PortForward);
                     let ws = WebSocketStream::from_raw_socket(
                         TokioIo::new(up),
                         WsRole::Server,
@@ -486,6 +504,7 @@ fn port_forward(
                 return;
             }
         };
+        let _open = sessions.open(SessionKind::PortForward);
         match Connection::new(
             TokioIo::new(up),
             Role::Server,

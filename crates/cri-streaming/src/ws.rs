@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::idle::Activity;
-use crate::remotecommand::{self, Job, ResizeDecoder};
+use crate::remotecommand::{self, Job, PUMP_BUF, ResizeDecoder};
 use crate::runtime::Runtime;
 use crate::status;
 
@@ -104,7 +104,7 @@ impl WsProto {
 
 /// Copies a pipe end to a channel until EOF.
 async fn pump_out(mut from: DuplexStream, channel: u8, proto: WsProto, out: mpsc::Sender<Message>) {
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; PUMP_BUF];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
@@ -127,8 +127,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        // Queue what is waiting and flush once: tungstenite writes to the socket as its buffer
+        // fills, so a busy stream costs no syscall per message.
         while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
+            if sink.feed(m).await.is_err() {
+                return;
+            }
+            while let Ok(m) = rx.try_recv() {
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
             activity.touch();
@@ -288,7 +298,7 @@ pub(crate) async fn serve_portforward<S>(
         forwards.spawn(async move {
             let copy = async {
                 let mut t_r = t_r;
-                let mut buf = vec![0u8; 32 * 1024];
+                let mut buf = vec![0u8; PUMP_BUF];
                 loop {
                     match t_r.read(&mut buf).await {
                         Ok(0) | Err(_) => break,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cri_streaming::client::{self, ClientError, ExecOptions};
+use cri_streaming::client::{self, ClientError, ExecOptions, ExecOutput};
 use cri_streaming::{
     AttachRequest, Config, Error, ExecRequest, ExitStatus, PortForwardRequest, PortStream, Runtime,
-    Server, StreamIo, TermSize,
+    Server, SessionCounts, SessionKind, StreamIo, TermSize,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -156,6 +156,20 @@ fn out(stdout: bool, stderr: bool) -> ExecOptions {
     }
 }
 
+impl Env {
+    /// Get an exec URL for `req` and run it over SPDY with `proto` and `opts`.
+    async fn exec_spdy(&self, req: ExecRequest, proto: &str, opts: ExecOptions) -> ExecOutput {
+        let url = self.server.get_exec(req).expect("url");
+        client::spdy_exec(&url, proto, opts).await.expect("exec")
+    }
+
+    /// Get an exec URL for `req` and run it over WebSocket with `proto` and `opts`.
+    async fn exec_ws(&self, req: ExecRequest, proto: &str, opts: ExecOptions) -> ExecOutput {
+        let url = self.server.get_exec(req).expect("url");
+        client::ws_exec(&url, proto, opts).await.expect("exec")
+    }
+}
+
 #[tokio::test]
 async fn urls_are_absolute_and_requests_validated() {
     let e = env().await;
@@ -206,30 +220,30 @@ async fn urls_are_absolute_and_requests_validated() {
 #[tokio::test]
 async fn spdy_exec_echo_stderr_exit_code_and_runtime_error() {
     let e = env().await;
-    let url = e
-        .server
-        .get_exec(exec(&["echo", "hi"], false, true, true, false))
-        .expect("url");
-    let o = client::spdy_exec(&url, "v4.channel.k8s.io", out(true, true))
-        .await
-        .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["echo", "hi"], false, true, true, false),
+            "v4.channel.k8s.io",
+            out(true, true),
+        )
+        .await;
     assert_eq!(o.stdout, b"hi\n");
     assert_eq!(o.stderr, b"");
     assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS);
 
-    let url = e
-        .server
-        .get_exec(exec(
-            &["sh", "-c", "echo err >&2; exit 3"],
-            false,
-            true,
-            true,
-            false,
-        ))
-        .expect("url");
-    let o = client::spdy_exec(&url, "v4.channel.k8s.io", out(true, true))
-        .await
-        .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(
+                &["sh", "-c", "echo err >&2; exit 3"],
+                false,
+                true,
+                true,
+                false,
+            ),
+            "v4.channel.k8s.io",
+            out(true, true),
+        )
+        .await;
     assert_eq!(o.stderr, b"err\n");
     let status: serde_json::Value = serde_json::from_slice(&o.error).expect("json");
     assert_eq!(status["status"], "Failure");
@@ -238,36 +252,36 @@ async fn spdy_exec_echo_stderr_exit_code_and_runtime_error() {
     assert_eq!(status["details"]["causes"][0]["message"], "3");
 
     // v2 protocol: plain-text error, nothing on success.
-    let url = e
-        .server
-        .get_exec(exec(&["sh", "-c", "exit 3"], false, true, true, false))
-        .expect("url");
-    let o = client::spdy_exec(&url, "v2.channel.k8s.io", out(true, true))
-        .await
-        .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["sh", "-c", "exit 3"], false, true, true, false),
+            "v2.channel.k8s.io",
+            out(true, true),
+        )
+        .await;
     assert_eq!(
         String::from_utf8_lossy(&o.error),
         "command terminated with non-zero exit code: exit status 3"
     );
-    let url = e
-        .server
-        .get_exec(exec(&["echo", "x"], false, true, false, false))
-        .expect("url");
-    let o = client::spdy_exec(&url, "channel.k8s.io", out(true, false))
-        .await
-        .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["echo", "x"], false, true, false, false),
+            "channel.k8s.io",
+            out(true, false),
+        )
+        .await;
     assert_eq!(
         (o.stdout.as_slice(), o.error.as_slice()),
         (&b"x\n"[..], &b""[..])
     );
 
-    let url = e
-        .server
-        .get_exec(exec(&["fail"], false, true, false, false))
-        .expect("url");
-    let o = client::spdy_exec(&url, "v4.channel.k8s.io", out(true, false))
-        .await
-        .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["fail"], false, true, false, false),
+            "v4.channel.k8s.io",
+            out(true, false),
+        )
+        .await;
     let status: serde_json::Value = serde_json::from_slice(&o.error).expect("json");
     assert_eq!(status["reason"], "InternalError");
     assert_eq!(status["code"], 500);
@@ -276,42 +290,34 @@ async fn spdy_exec_echo_stderr_exit_code_and_runtime_error() {
 #[tokio::test]
 async fn spdy_exec_stdin_and_tty_resize() {
     let e = env().await;
-    let url = e
-        .server
-        .get_exec(exec(&["cat"], true, true, false, false))
-        .expect("url");
-    let o = client::spdy_exec(
-        &url,
-        "v4.channel.k8s.io",
-        ExecOptions {
-            stdin: Some(b"piped\n".to_vec()),
-            ..out(true, false)
-        },
-    )
-    .await
-    .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["cat"], true, true, false, false),
+            "v4.channel.k8s.io",
+            ExecOptions {
+                stdin: Some(b"piped\n".to_vec()),
+                ..out(true, false)
+            },
+        )
+        .await;
     assert_eq!(o.stdout, b"piped\n");
     assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS);
 
-    let url = e
-        .server
-        .get_exec(exec(&["stty-size"], true, true, false, true))
-        .expect("url");
-    let o = client::spdy_exec(
-        &url,
-        "v4.channel.k8s.io",
-        ExecOptions {
-            stdin: Some(vec![]),
-            tty: true,
-            resize: vec![TermSize {
-                width: 132,
-                height: 43,
-            }],
-            ..out(true, false)
-        },
-    )
-    .await
-    .expect("exec");
+    let o = e
+        .exec_spdy(
+            exec(&["stty-size"], true, true, false, true),
+            "v4.channel.k8s.io",
+            ExecOptions {
+                stdin: Some(vec![]),
+                tty: true,
+                resize: vec![TermSize {
+                    width: 132,
+                    height: 43,
+                }],
+                ..out(true, false)
+            },
+        )
+        .await;
     assert_eq!(o.stdout, b"43 132\n");
 }
 
@@ -323,35 +329,35 @@ async fn websocket_exec_all_protocols() {
         "v4.channel.k8s.io",
         "v4.base64.channel.k8s.io",
     ] {
-        let url = e
-            .server
-            .get_exec(exec(&["echo", "hi"], false, true, true, false))
-            .expect("url");
-        let o = client::ws_exec(&url, proto, out(true, true))
-            .await
-            .expect("exec");
+        let o = e
+            .exec_ws(
+                exec(&["echo", "hi"], false, true, true, false),
+                proto,
+                out(true, true),
+            )
+            .await;
         assert_eq!(o.stdout, b"hi\n", "{proto}");
         assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS, "{proto}");
 
-        let url = e
-            .server
-            .get_exec(exec(&["sh", "-c", "exit 3"], false, true, true, false))
-            .expect("url");
-        let o = client::ws_exec(&url, proto, out(true, true))
-            .await
-            .expect("exec");
+        let o = e
+            .exec_ws(
+                exec(&["sh", "-c", "exit 3"], false, true, true, false),
+                proto,
+                out(true, true),
+            )
+            .await;
         assert_eq!(o.stderr, b"err\n", "{proto}");
         let status: serde_json::Value = serde_json::from_slice(&o.error).expect("json");
         assert_eq!(status["details"]["causes"][0]["message"], "3", "{proto}");
     }
     for proto in ["channel.k8s.io", "base64.channel.k8s.io", ""] {
-        let url = e
-            .server
-            .get_exec(exec(&["sh", "-c", "exit 3"], false, true, true, false))
-            .expect("url");
-        let o = client::ws_exec(&url, proto, out(true, true))
-            .await
-            .expect("exec");
+        let o = e
+            .exec_ws(
+                exec(&["sh", "-c", "exit 3"], false, true, true, false),
+                proto,
+                out(true, true),
+            )
+            .await;
         assert_eq!(o.stderr, b"err\n", "{proto}");
         assert_eq!(
             String::from_utf8_lossy(&o.error),
@@ -364,41 +370,33 @@ async fn websocket_exec_all_protocols() {
 #[tokio::test]
 async fn websocket_v5_stdin_close_and_tty_resize() {
     let e = env().await;
-    let url = e
-        .server
-        .get_exec(exec(&["cat"], true, true, false, false))
-        .expect("url");
-    let o = client::ws_exec(
-        &url,
-        "v5.channel.k8s.io",
-        ExecOptions {
-            stdin: Some(b"piped\n".to_vec()),
-            ..out(true, false)
-        },
-    )
-    .await
-    .expect("exec");
+    let o = e
+        .exec_ws(
+            exec(&["cat"], true, true, false, false),
+            "v5.channel.k8s.io",
+            ExecOptions {
+                stdin: Some(b"piped\n".to_vec()),
+                ..out(true, false)
+            },
+        )
+        .await;
     assert_eq!(o.stdout, b"piped\n");
     assert_eq!(String::from_utf8_lossy(&o.error), SUCCESS);
 
-    let url = e
-        .server
-        .get_exec(exec(&["stty-size"], false, true, false, true))
-        .expect("url");
-    let o = client::ws_exec(
-        &url,
-        "v4.base64.channel.k8s.io",
-        ExecOptions {
-            tty: true,
-            resize: vec![TermSize {
-                width: 100,
-                height: 30,
-            }],
-            ..out(true, false)
-        },
-    )
-    .await
-    .expect("exec");
+    let o = e
+        .exec_ws(
+            exec(&["stty-size"], false, true, false, true),
+            "v4.base64.channel.k8s.io",
+            ExecOptions {
+                tty: true,
+                resize: vec![TermSize {
+                    width: 100,
+                    height: 30,
+                }],
+                ..out(true, false)
+            },
+        )
+        .await;
     assert_eq!(o.stdout, b"30 100\n");
 }
 
@@ -752,6 +750,82 @@ async fn client_disconnect_cancels_runtime_call() {
     expect_cancel(&mut e.cancelled, "portforward pod1:80").await;
 }
 
+/// Polls until `kind`'s open-session count is `want` (the server ends a session just after the
+/// client sees its end).
+async fn wait_open(server: &Server, kind: SessionKind, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = server.sessions().open(kind);
+        if open == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kind:?}: {open} sessions open, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn session_counts_follow_open_sessions() {
+    let mut e = env().await;
+    assert_eq!(e.server.sessions(), SessionCounts::default());
+    // A finished exec (SPDY) and a finished attach (WebSocket) leave nothing open.
+    let url = e
+        .server
+        .get_exec(exec(&["echo", "hi"], false, true, false, false))
+        .expect("url");
+    client::spdy_exec(&url, "v4.channel.k8s.io", out(true, false))
+        .await
+        .expect("exec");
+    wait_open(&e.server, SessionKind::Exec, 0).await;
+    assert_eq!(e.server.sessions().started(SessionKind::Exec), 1);
+
+    // A running exec is open until its client goes away.
+    let url = e
+        .server
+        .get_exec(exec(&["sleep"], false, true, false, false))
+        .expect("url");
+    let (mut ws, _) = client::ws_connect(&url, &["v5.channel.k8s.io"])
+        .await
+        .expect("ws");
+    let _ = ws.next().await;
+    wait_open(&e.server, SessionKind::Exec, 1).await;
+    drop(ws);
+    expect_cancel(&mut e.cancelled, "exec sleep").await;
+    wait_open(&e.server, SessionKind::Exec, 0).await;
+    assert_eq!(e.server.sessions().started(SessionKind::Exec), 2);
+
+    // Port-forward: open while connected, whatever its streams do.
+    let url = e
+        .server
+        .get_port_forward(PortForwardRequest {
+            pod_sandbox_id: "pod1".into(),
+            port: vec![80],
+        })
+        .expect("url");
+    let c = client::spdy_connect(&url, &["portforward.k8s.io"])
+        .await
+        .expect("connect");
+    wait_open(&e.server, SessionKind::PortForward, 1).await;
+    let (data, _) = spdy_forward_once(&c, "80", "0", b"ping").await;
+    assert_eq!(data, b"ping");
+    assert_eq!(e.server.sessions().open(SessionKind::PortForward), 1);
+    c.conn.close().await;
+    wait_open(&e.server, SessionKind::PortForward, 0).await;
+    let counts = e.server.sessions();
+    assert_eq!(counts.started(SessionKind::PortForward), 1);
+    assert_eq!(counts.started(SessionKind::Attach), 0);
+    // A rejected upgrade (reused token) is no session.
+    assert!(
+        client::spdy_connect(&url, &["portforward.k8s.io"])
+            .await
+            .is_err()
+    );
+    assert_eq!(e.server.sessions().started(SessionKind::PortForward), 1);
+}
+
 #[tokio::test]
 async fn idle_and_stream_creation_timeouts() {
     let mut e = env_with(Config {
@@ -834,10 +908,8 @@ async fn transfer(e: &Env, ws: bool, data: &[u8]) -> Duration {
     took
 }
 
-// Intermittently hangs (all tasks parked, no progress) — seen once in a CI-style run on
-// 2026-11-23 after passing many times: a flow-control/back-pressure deadlock in the SPDY or
-// WebSocket session under a sustained 64 MiB transfer. Ignored until fixed (see the issue).
-#[ignore = "intermittent deadlock under sustained 64 MiB transfer; to be fixed"]
+// Used to hang in about one run of six on a busy machine: the SPDY client pushed megabytes
+// before it learned the server paces by window, and the session deadlocked (see spdy/conn.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_64mib_byte_exact_over_both_transports() {
     let e = env().await;

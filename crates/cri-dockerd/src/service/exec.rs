@@ -113,16 +113,32 @@ pub(crate) async fn exec_exit_code(docker: &dyn DockerApi, exec_id: &str) -> Res
     )))
 }
 
+/// How long [`kill_exec`] waits for Docker to record the PID of a just-started exec.
+const PID_WAIT: Duration = Duration::from_secs(3);
+
 /// SIGKILL the exec'd process and its descendants (Docker has no exec kill). Best effort:
 /// failures are logged. Needs this daemon in dockerd's PID namespace (Docker reports host PIDs).
 /// `why` says why, for the log.
 pub(crate) async fn kill_exec(docker: &dyn DockerApi, exec_id: &str, why: &str) {
-    let pid = match docker.inspect_exec(exec_id).await {
-        Ok(info) if info.running && info.pid > 0 => info.pid,
-        Ok(_) => return,
-        Err(e) => {
-            tracing::warn!(exec_id, "cannot inspect {why} exec to kill it: {e}");
-            return;
+    // Docker records the exec's PID only once runc has started the process, so just after a
+    // start the process can already run while the exec shows no PID: wait for it (or for the
+    // exit) rather than leave the process behind.
+    let deadline = tokio::time::Instant::now() + PID_WAIT;
+    let pid = loop {
+        match docker.inspect_exec(exec_id).await {
+            Ok(info) if info.running && info.pid > 0 => break info.pid,
+            Ok(info) if info.exit_code.is_some() => return,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(_) => {
+                tracing::debug!(exec_id, "{why} exec never started: nothing to kill");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(exec_id, "cannot inspect {why} exec to kill it: {e}");
+                return;
+            }
         }
     };
     let pids = process_tree(pid);

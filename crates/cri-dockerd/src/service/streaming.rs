@@ -75,6 +75,11 @@ impl Runtime {
         }
     }
 
+    /// Exec/attach/port-forward sessions open and started, once the streaming server runs.
+    pub fn streaming_sessions(&self) -> Option<cri_streaming::SessionCounts> {
+        self.streaming.get().map(cri_streaming::Server::sessions)
+    }
+
     fn streaming_server(&self) -> Result<&cri_streaming::Server> {
         self.streaming
             .get()

@@ -2,9 +2,24 @@
 //! streams), a writer task (owns the header compressor), flow control and the idle timeout.
 //!
 //! Flow control: we always grant the peer window as our application consumes data (stream and
-//! session WINDOW_UPDATE). Our own sending honours the peer's windows only once the peer has
-//! shown it speaks flow control (sent SETTINGS or WINDOW_UPDATE): Go's `spdystream`, which
-//! kubelet clients use, never sends WINDOW_UPDATE and would stall a strict sender at 64 KiB.
+//! session WINDOW_UPDATE), and count what we send against the peer's windows. Go's
+//! `spdystream`, which kubelet clients use, neither sends WINDOW_UPDATE nor honours windows, so
+//! the rest depends on whether the peer has shown it speaks flow control (sent SETTINGS or
+//! WINDOW_UPDATE):
+//!
+//! - It has: we wait for its window before sending, and hold it to ours. Data beyond the window
+//!   we granted resets that stream (FLOW_CONTROL_ERROR); the reader task never waits for the
+//!   application, so WINDOW_UPDATEs behind unconsumed data still get through. Blocking the
+//!   reader here deadlocks an echo (`cat`): the reader waits for the stdin consumer, which
+//!   waits for the stdout sender, which waits for a WINDOW_UPDATE only the reader can deliver.
+//!   A server answers the peer's SETTINGS with its own, before any SYN_REPLY, so a client that
+//!   waits for its replies never sends a byte unpaced.
+//! - It has not: we send unpaced, and the reader stops reading the socket while a stream holds
+//!   more than `MAX_BUFFERED` (4 MiB) unconsumed bytes. That cannot deadlock the session, since
+//!   nothing we send waits for frames from such a peer.
+//!
+//! Data nobody will consume (unknown or reset stream, dropped reader) is credited back to the
+//! session window at once, so it cannot starve the other streams.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,9 +38,14 @@ use super::frame::{
 use crate::idle::Activity;
 
 /// Largest DATA payload we send.
-const MAX_CHUNK: usize = 16 * 1024;
-/// Bytes buffered per stream before the reader stops reading the socket. A peer that honours
-/// our 64 KiB window never gets near it; it only bounds memory for peers without flow control.
+const MAX_CHUNK: usize = 64 * 1024;
+/// Receive windows we announce to a peer that speaks flow control: per stream (SETTINGS) and
+/// for the session (grown from the SPDY default by a WINDOW_UPDATE). The 64 KiB default caps
+/// a transfer at one window per round trip through both sessions and the application.
+const RECV_WINDOW: u32 = 1 << 20;
+const RECV_SESSION_WINDOW: u32 = 4 << 20;
+/// Bytes buffered per stream before the reader stops reading the socket, for peers without flow
+/// control only (a flow-controlled peer is held to the windows we grant).
 const MAX_BUFFERED: usize = 4 << 20;
 
 /// Which end of the connection we are (decides stream and ping id parity).
@@ -54,13 +74,25 @@ struct StreamEntry {
     buffered: Arc<Buffered>,
     reply_tx: Option<oneshot::Sender<Headers>>,
     local_closed: bool,
+    /// What the peer may still send on this stream: our initial window plus the updates we
+    /// sent, minus the data received.
+    recv_window: i64,
 }
 
 struct Flow {
-    enforce: bool,
+    /// The peer has shown it speaks flow control (sent SETTINGS or WINDOW_UPDATE).
+    peer_flow_control: bool,
+    /// We have told the peer our windows (a client at once, a server in reply).
+    announced: bool,
+    /// Receive window of a new stream: the SPDY default, [`RECV_WINDOW`] once announced.
+    recv_initial: i64,
+    /// The peer's initial stream window, and its session and stream windows for our sending
+    /// (negative after sending unpaced to a peer without flow control).
     initial: i64,
     session: i64,
     streams: HashMap<u32, i64>,
+    /// What the peer may still send on the session (as `StreamEntry::recv_window`).
+    recv_session: i64,
 }
 
 struct Shared {
@@ -107,9 +139,17 @@ pub struct StreamReader {
 
 impl Drop for StreamReader {
     fn drop(&mut self) {
-        // Nobody will consume: release a reader waiting on this stream's buffer.
+        // Nobody will consume: release a reader waiting on this stream's buffer, and give the
+        // session window of what is queued back to the peer (later data is credited by the
+        // reader, which then finds the channel closed).
+        self.rx.close();
+        let mut unread = 0;
+        while let Ok(chunk) = self.rx.try_recv() {
+            unread += chunk.len();
+        }
         self.buffered.bytes.store(0, Ordering::SeqCst);
         self.buffered.drained.notify_waiters();
+        self.conn.grant(None, unread);
     }
 }
 
@@ -143,19 +183,7 @@ impl StreamReader {
                 Some(b.saturating_sub(chunk.len()))
             });
         self.buffered.drained.notify_waiters();
-        if let Ok(delta) = u32::try_from(chunk.len())
-            && delta > 0
-        {
-            let c = &self.conn;
-            c.send_ctl(Frame::WindowUpdate {
-                stream_id: self.id,
-                delta,
-            });
-            c.send_ctl(Frame::WindowUpdate {
-                stream_id: 0,
-                delta,
-            });
-        }
+        self.conn.grant(Some(self.id), chunk.len());
         Some(chunk)
     }
 
@@ -256,10 +284,13 @@ impl Connection {
             ctl: ctl_tx,
             streams: Mutex::new(HashMap::new()),
             flow: Mutex::new(Flow {
-                enforce: false,
+                peer_flow_control: false,
+                announced: false,
+                recv_initial: i64::from(DEFAULT_WINDOW),
                 initial: i64::from(DEFAULT_WINDOW),
                 session: i64::from(DEFAULT_WINDOW),
                 streams: HashMap::new(),
+                recv_session: i64::from(DEFAULT_WINDOW),
             }),
             flow_changed: Notify::new(),
             next_id: AtomicU32::new(if role == Role::Client { 1 } else { 2 }),
@@ -300,18 +331,59 @@ impl Connection {
         }
         // A client announces its receive window (which also tells the server it does flow
         // control). A server sends nothing unsolicited: Go clients read the 101 response through
-        // a bufio.Reader and would lose frames that arrive with it.
+        // a bufio.Reader and would lose frames that arrive with it. It answers a peer that shows
+        // flow control with the same SETTINGS (see `peer_speaks_flow_control`).
         if role == Role::Client {
-            let _ = conn.shared.out.try_send(Out::Frame(Frame::Settings {
-                flags: 0,
-                entries: vec![Setting {
-                    flags: 0,
-                    id: SETTINGS_INITIAL_WINDOW_SIZE,
-                    value: DEFAULT_WINDOW,
-                }],
-            }));
+            conn.announce(&mut lock(&conn.shared.flow));
         }
         Ok((conn, incoming_rx))
+    }
+
+    /// Notes that the peer speaks flow control; a server that has not yet told it so answers
+    /// with its own SETTINGS (queued ahead of any SYN_REPLY it has not sent yet).
+    fn peer_speaks_flow_control(&self, flow: &mut Flow) {
+        flow.peer_flow_control = true;
+        if !flow.announced {
+            self.announce(flow);
+        }
+    }
+
+    /// Tells the peer our receive windows: SETTINGS for the streams (which also resizes those
+    /// already open), and a session WINDOW_UPDATE.
+    fn announce(&self, flow: &mut Flow) {
+        flow.announced = true;
+        let more = i64::from(RECV_WINDOW) - flow.recv_initial;
+        flow.recv_initial = i64::from(RECV_WINDOW);
+        for e in lock(&self.shared.streams).values_mut() {
+            e.recv_window += more;
+        }
+        self.send_ctl(settings());
+        let delta = RECV_SESSION_WINDOW - DEFAULT_WINDOW;
+        flow.recv_session += i64::from(delta);
+        self.send_ctl(Frame::WindowUpdate {
+            stream_id: 0,
+            delta,
+        });
+    }
+
+    /// Gives `n` consumed (or discarded) bytes of window back to the peer: on the stream `id`
+    /// if given, and on the session.
+    fn grant(&self, id: Option<u32>, n: usize) {
+        let Ok(delta) = u32::try_from(n) else { return };
+        if delta == 0 {
+            return;
+        }
+        if let Some(stream_id) = id {
+            if let Some(e) = lock(&self.shared.streams).get_mut(&stream_id) {
+                e.recv_window += i64::from(delta);
+            }
+            self.send_ctl(Frame::WindowUpdate { stream_id, delta });
+        }
+        lock(&self.shared.flow).recv_session += i64::from(delta);
+        self.send_ctl(Frame::WindowUpdate {
+            stream_id: 0,
+            delta,
+        });
     }
 
     async fn send(&self, frame: Frame) -> bool {
@@ -334,6 +406,7 @@ impl Connection {
     fn register(&self, id: u32, reply_tx: Option<oneshot::Sender<Headers>>, fin: bool) -> Stream {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(Buffered::default());
+        let recv_window = lock(&self.shared.flow).recv_initial;
         lock(&self.shared.streams).insert(
             id,
             StreamEntry {
@@ -341,6 +414,7 @@ impl Connection {
                 buffered: buffered.clone(),
                 reply_tx,
                 local_closed: false,
+                recv_window,
             },
         );
         {
@@ -397,14 +471,17 @@ impl Connection {
                     return Err(io::ErrorKind::BrokenPipe.into());
                 }
                 let session = flow.session;
-                let enforce = flow.enforce;
+                let enforce = flow.peer_flow_control;
                 let Some(win) = flow.streams.get_mut(&id) else {
                     return Err(io::ErrorKind::BrokenPipe.into());
                 };
-                if !enforce {
-                    return Ok(want);
-                }
-                let avail = (*win).min(session);
+                // Unpaced data still counts: should the peer later show flow control, its
+                // updates only grant what it consumed, not fresh window.
+                let avail = if enforce {
+                    (*win).min(session)
+                } else {
+                    i64::try_from(want).unwrap_or(i64::MAX)
+                };
                 if avail > 0 {
                     let n = want.min(usize::try_from(avail).unwrap_or(want));
                     let n64 = i64::try_from(n).unwrap_or(i64::MAX);
@@ -497,17 +574,8 @@ impl Connection {
                 flags,
                 data,
             } => {
-                let entry = lock(&self.shared.streams)
-                    .get(&stream_id)
-                    .and_then(|e| Some((e.data_tx.clone()?, e.buffered.clone())));
-                if let Some((tx, buffered)) = entry
-                    && !data.is_empty()
-                {
-                    let len = data.len();
-                    if tx.send(data).is_ok() {
-                        buffered.bytes.fetch_add(len, Ordering::SeqCst);
-                        self.wait_buffer(&buffered).await;
-                    }
+                if !data.is_empty() {
+                    self.deliver(stream_id, data).await;
                 }
                 if flags & FLAG_FIN != 0 {
                     self.remote_fin(stream_id);
@@ -523,7 +591,7 @@ impl Connection {
             Frame::RstStream { stream_id, .. } => self.forget(stream_id),
             Frame::Settings { entries, .. } => {
                 let mut flow = lock(&self.shared.flow);
-                flow.enforce = true;
+                self.peer_speaks_flow_control(&mut flow);
                 for s in entries {
                     if s.id == SETTINGS_INITIAL_WINDOW_SIZE {
                         let diff = i64::from(s.value) - flow.initial;
@@ -538,7 +606,7 @@ impl Connection {
             }
             Frame::WindowUpdate { stream_id, delta } => {
                 let mut flow = lock(&self.shared.flow);
-                flow.enforce = true;
+                self.peer_speaks_flow_control(&mut flow);
                 if stream_id == 0 {
                     flow.session += i64::from(delta);
                 } else if let Some(w) = flow.streams.get_mut(&stream_id) {
@@ -560,6 +628,57 @@ impl Connection {
             Frame::GoAway { .. } => {}
         }
         Ok(())
+    }
+
+    /// Queues a DATA payload for its stream's reader, enforcing our receive windows on a peer
+    /// that speaks flow control and applying backpressure to one that does not.
+    async fn deliver(&self, stream_id: u32, data: Bytes) {
+        let len = data.len();
+        let len64 = i64::try_from(len).unwrap_or(i64::MAX);
+        let (strict, session_exceeded) = {
+            let mut flow = lock(&self.shared.flow);
+            flow.recv_session -= len64;
+            (flow.peer_flow_control, flow.recv_session < 0)
+        };
+        let target = lock(&self.shared.streams)
+            .get_mut(&stream_id)
+            .and_then(|e| {
+                let tx = e.data_tx.clone()?;
+                e.recv_window -= len64;
+                Some((tx, e.buffered.clone(), e.recv_window < 0))
+            });
+        let Some((tx, buffered, stream_exceeded)) = target else {
+            // Unknown, reset or finished stream: nobody will consume this.
+            self.grant(None, len);
+            return;
+        };
+        if strict && (stream_exceeded || session_exceeded) {
+            tracing::debug!(
+                stream_id,
+                "SPDY peer exceeded its flow-control window, resetting stream"
+            );
+            self.forget(stream_id);
+            self.send_ctl(Frame::RstStream {
+                stream_id,
+                status: rst::FLOW_CONTROL_ERROR,
+            });
+            self.grant(None, len);
+            return;
+        }
+        buffered.bytes.fetch_add(len, Ordering::SeqCst);
+        if tx.send(data).is_err() {
+            // The reader was dropped after we looked it up.
+            let _ = buffered
+                .bytes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                    Some(b.saturating_sub(len))
+                });
+            self.grant(None, len);
+            return;
+        }
+        if !strict {
+            self.wait_buffer(&buffered).await;
+        }
     }
 
     /// Applies backpressure to the socket while a stream holds more than [`MAX_BUFFERED`].
@@ -596,6 +715,18 @@ impl Connection {
         lock(&self.shared.flow).streams.clear();
         self.shared.closed.send_replace(true);
         self.shared.flow_changed.notify_waiters();
+    }
+}
+
+/// SETTINGS announcing our stream receive window (we grant more as data is consumed).
+fn settings() -> Frame {
+    Frame::Settings {
+        flags: 0,
+        entries: vec![Setting {
+            flags: 0,
+            id: SETTINGS_INITIAL_WINDOW_SIZE,
+            value: RECV_WINDOW,
+        }],
     }
 }
 
@@ -876,6 +1007,212 @@ mod tests {
                 status: rst::PROTOCOL_ERROR
             })
         );
+    }
+
+    fn data(stream_id: u32, len: usize) -> Frame {
+        Frame::Data {
+            stream_id,
+            flags: 0,
+            data: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    /// Sums the WINDOW_UPDATE deltas (stream, session) the peer gets until nothing comes.
+    async fn window_updates(peer: &mut Peer, stream: u32) -> (u64, u64) {
+        let (mut on_stream, mut on_session) = (0, 0);
+        while let Some(f) = peer.next(Duration::from_millis(200)).await {
+            match f {
+                Frame::WindowUpdate { stream_id, delta } if stream_id == stream => {
+                    on_stream += u64::from(delta)
+                }
+                Frame::WindowUpdate {
+                    stream_id: 0,
+                    delta,
+                } => on_session += u64::from(delta),
+                _ => {}
+            }
+        }
+        (on_stream, on_session)
+    }
+
+    #[tokio::test]
+    async fn server_announces_flow_control_only_to_a_peer_that_speaks_it() {
+        // A Go client (no SETTINGS): nothing but the SYN_REPLY.
+        let (_conn, _incoming, mut peer) = server();
+        peer.send(syn(1)).await;
+        assert!(matches!(
+            peer.next(Duration::from_secs(2)).await,
+            Some(Frame::SynReply { stream_id: 1, .. })
+        ));
+        assert_eq!(peer.next(Duration::from_millis(200)).await, None);
+        // A flow-controlled client hears about our windows before its first reply, so it can
+        // pace its first bytes.
+        let (_conn, _incoming, mut peer) = server();
+        peer.send(settings()).await;
+        peer.send(syn(1)).await;
+        assert_eq!(peer.next(Duration::from_secs(2)).await, Some(settings()));
+        assert_eq!(
+            peer.next(Duration::from_secs(2)).await,
+            Some(Frame::WindowUpdate {
+                stream_id: 0,
+                delta: RECV_SESSION_WINDOW - DEFAULT_WINDOW
+            })
+        );
+        assert!(matches!(
+            peer.next(Duration::from_secs(2)).await,
+            Some(Frame::SynReply { stream_id: 1, .. })
+        ));
+        peer.send(syn(3)).await;
+        assert!(matches!(
+            peer.next(Duration::from_secs(2)).await,
+            Some(Frame::SynReply { stream_id: 3, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn window_counts_data_sent_before_the_peer_showed_flow_control() {
+        let (_conn, mut incoming, mut peer) = server();
+        peer.send(syn(1)).await;
+        let (_, w) = incoming.recv().await.expect("stream").split();
+        // Unpaced while the peer has shown no flow control.
+        w.write(&[1u8; 100_000]).await.expect("write");
+        assert_eq!(peer.data_bytes(1, 100_000).await, 100_000);
+        // Now it does, granting 50_000 more on both windows: 65_536 - 100_000 + 50_000 left.
+        peer.send(Frame::WindowUpdate {
+            stream_id: 1,
+            delta: 50_000,
+        })
+        .await;
+        peer.send(Frame::WindowUpdate {
+            stream_id: 0,
+            delta: 50_000,
+        })
+        .await;
+        let writer = tokio::spawn(async move { w.write(&[2u8; 100_000]).await });
+        assert_eq!(peer.data_bytes(1, 100_000).await, 15_536);
+        for id in [1, 0] {
+            peer.send(Frame::WindowUpdate {
+                stream_id: id,
+                delta: 84_464,
+            })
+            .await;
+        }
+        assert_eq!(peer.data_bytes(1, 100_000).await, 84_464);
+        writer.await.expect("join").expect("write");
+    }
+
+    #[tokio::test]
+    async fn flow_controlled_peer_overrunning_its_window_is_reset_without_stalling_the_session() {
+        let (_conn, mut incoming, mut peer) = server();
+        peer.send(settings()).await;
+        peer.send(syn(1)).await;
+        // Held but never read, like stdin of a process that is busy writing stdout.
+        let _unread = incoming.recv().await.expect("stream");
+        // 5 MiB against a 1 MiB window: more than a stream may buffer, so a reader that
+        // waited for the application would stop reading here and never see the PING.
+        let sent = tokio::time::timeout(Duration::from_secs(30), async {
+            for _ in 0..320 {
+                peer.send(data(1, 16 * 1024)).await;
+            }
+            peer.send(Frame::Ping { id: 7 }).await;
+        })
+        .await;
+        assert!(sent.is_ok(), "session stopped reading the socket");
+        let (mut reset, mut pong, mut credited) = (false, false, 0u64);
+        while let Some(f) = peer.next(Duration::from_millis(500)).await {
+            match f {
+                Frame::RstStream {
+                    stream_id: 1,
+                    status,
+                } => {
+                    assert_eq!(status, rst::FLOW_CONTROL_ERROR);
+                    reset = true;
+                }
+                Frame::Ping { id: 7 } => pong = true,
+                Frame::WindowUpdate {
+                    stream_id: 0,
+                    delta,
+                } => credited += u64::from(delta),
+                _ => {}
+            }
+        }
+        assert!(reset && pong, "reset {reset}, pong {pong}");
+        // Everything past the window was dropped and given back to the session (on top of the
+        // session window announced at the start).
+        let announced = u64::from(RECV_SESSION_WINDOW - DEFAULT_WINDOW);
+        assert_eq!(
+            credited - announced,
+            320 * 16 * 1024 - u64::from(RECV_WINDOW)
+        );
+    }
+
+    #[tokio::test]
+    async fn discarded_data_is_credited_to_the_session() {
+        let (_conn, mut incoming, mut peer) = server();
+        peer.send(syn(1)).await;
+        peer.send(data(1, 10_000)).await;
+        let (r, _) = incoming.recv().await.expect("stream").split();
+        // Queued for a reader that goes away, sent after it went away, sent to no stream.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(r);
+        peer.send(data(1, 20_000)).await;
+        peer.send(data(5, 30_000)).await;
+        assert_eq!(window_updates(&mut peer, 1).await, (0, 60_000));
+    }
+
+    fn payload(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Both ends of a session over an in-memory pipe.
+    fn pair() -> (Connection, mpsc::Receiver<Stream>, Connection) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (server, incoming) =
+            Connection::new(a, Role::Server, BytesMut::new(), None).expect("server");
+        let (client, _) = Connection::new(b, Role::Client, BytesMut::new(), None).expect("client");
+        (server, incoming, client)
+    }
+
+    // An echo whose consumer starts only once the client has pushed all it can (the paused
+    // clock advances only when every task waits). Before the server announced its flow control
+    // and unpaced bytes counted, the client pushed megabytes unpaced, the server's reader
+    // stopped at the stream buffer limit, and the echo's WINDOW_UPDATEs sat behind the stdin
+    // data it would not read: a deadlock.
+    #[tokio::test(start_paused = true)]
+    async fn echo_with_a_late_consumer_does_not_deadlock() {
+        let (server, mut incoming, client) = pair();
+        let echo = tokio::spawn(async move {
+            let stdin = incoming.recv().await.expect("stdin");
+            let stdout = incoming.recv().await.expect("stdout");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let ((mut r, _), (_, w)) = (stdin.split(), stdout.split());
+            while let Some(chunk) = r.recv().await {
+                w.write(&chunk).await.expect("echo");
+            }
+            w.close().await;
+            server
+        });
+        let stdin = client
+            .open_stream(vec![("streamtype".into(), "stdin".into())])
+            .await
+            .expect("stdin");
+        let stdout = client
+            .open_stream(vec![("streamtype".into(), "stdout".into())])
+            .await
+            .expect("stdout");
+        let data = payload(8 << 20);
+        let ((_, w), (mut r, _)) = (stdin.split(), stdout.split());
+        let send = async {
+            w.write(&data).await.expect("send");
+            w.close().await;
+        };
+        let got = tokio::time::timeout(Duration::from_secs(600), async {
+            tokio::join!(send, r.read_to_end()).1
+        })
+        .await
+        .expect("session deadlocked");
+        assert!(got == data, "echo corrupted ({} bytes back)", got.len());
+        drop(echo.await.expect("echo"));
     }
 
     #[tokio::test]

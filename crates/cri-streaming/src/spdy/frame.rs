@@ -31,6 +31,8 @@ pub mod rst {
     pub const REFUSED_STREAM: u32 = 3;
     /// CANCEL.
     pub const CANCEL: u32 = 5;
+    /// FLOW_CONTROL_ERROR: the peer sent more than the window we granted.
+    pub const FLOW_CONTROL_ERROR: u32 = 7;
 }
 
 const T_SYN_STREAM: u16 = 1;

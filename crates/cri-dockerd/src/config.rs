@@ -22,7 +22,8 @@ Flags take --name=value or --name value; boolean flags take --name or --name=<tr
 Durations use Go syntax: 300ms, 90s, 1m30s, 1.5h.
 Every flag of the Go cri-dockerd is accepted with the same name, default and meaning, except: \
 --network-plugin defaults to cni and --pod-infra-container-image to registry.k8s.io/pause:3.10. \
---log-format and --restrict-oom-score-adj are additions of this implementation.";
+--log-format, --restrict-oom-score-adj and --metrics-bind-addr are additions of this \
+implementation.";
 
 /// Raw flags as given on the command line. Validated into [`Config`] by [`Flags::validate`].
 ///
@@ -39,13 +40,13 @@ Every flag of the Go cri-dockerd is accepted with the same name, default and mea
     disable_version_flag = true
 )]
 pub struct Flags {
-    /// The endpoint of the CRI server: unix://<path>, tcp://<host:port> or fd:// (the socket
+    /// The endpoint of the CRI server: unix://PATH, tcp://HOST:PORT or fd:// (the socket
     /// systemd passes, as with cri-docker.socket).
     #[arg(long, default_value = DEFAULT_CRI_ENDPOINT, value_name = "ENDPOINT")]
     pub container_runtime_endpoint: String,
 
-    /// Use this for the docker endpoint to communicate with: unix://<path>, tcp://<host:port>
-    /// or http://<host:port>. When unset: $DOCKER_HOST, then unix:///var/run/docker.sock.
+    /// Use this for the docker endpoint to communicate with: unix://PATH, tcp://HOST:PORT
+    /// or http://HOST:PORT. When unset: $DOCKER_HOST, then unix:///var/run/docker.sock.
     #[arg(long, value_name = "ENDPOINT")]
     pub docker_endpoint: Option<String>,
 
@@ -66,10 +67,17 @@ pub struct Flags {
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub runtime_request_timeout: String,
 
-    /// The address to bind the CRI streaming server (exec, attach, port-forward) to: <ip>:<port>,
-    /// or <ip> for a random port. Empty: the streaming server's default.
+    /// The address to bind the CRI streaming server (exec, attach, port-forward) to: IP:PORT,
+    /// or IP for a random port. Empty: the streaming server's default.
     #[arg(long, default_value = "", value_name = "ADDR")]
     pub streaming_bind_addr: String,
+
+    /// The address to serve Prometheus metrics on, at http://ADDR/metrics: IP:PORT, e.g.
+    /// 127.0.0.1:9321 (an IPv6 address in brackets; port 0 picks a free port, logged at
+    /// start-up). Empty (the default): off. It has no authentication: keep it on loopback or a
+    /// trusted network.
+    #[arg(long, default_value = "", value_name = "ADDR")]
+    pub metrics_bind_addr: String,
 
     /// The name of the network plugin to be invoked for various events in pod lifecycle:
     /// cni, kubenet, or no-op (also given as an empty value: Docker's own bridge networking).
@@ -257,6 +265,8 @@ pub struct Config {
     pub image_pull_progress_deadline: Duration,
     pub runtime_request_timeout: Duration,
     pub streaming_bind_addr: Option<SocketAddr>,
+    /// `--metrics-bind-addr`; `None`: no metrics listener.
+    pub metrics_bind_addr: Option<SocketAddr>,
     pub network_plugin: NetworkPluginKind,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_conf_dir: PathBuf,
@@ -376,6 +386,8 @@ impl Flags {
 
         let streaming_bind_addr = parse_streaming_bind_addr(&self.streaming_bind_addr)
             .map_err(|r| flag_err("streaming-bind-addr", &self.streaming_bind_addr, r))?;
+        let metrics_bind_addr = parse_metrics_bind_addr(&self.metrics_bind_addr)
+            .map_err(|r| flag_err("metrics-bind-addr", &self.metrics_bind_addr, r))?;
 
         let network_plugin = match self.network_plugin.as_str() {
             "cni" => NetworkPluginKind::Cni,
@@ -507,6 +519,7 @@ impl Flags {
             image_pull_progress_deadline,
             runtime_request_timeout,
             streaming_bind_addr,
+            metrics_bind_addr,
             network_plugin,
             cni_bin_dirs,
             cni_conf_dir: self.cni_conf_dir.clone(),
@@ -585,7 +598,7 @@ pub fn parse_cri_endpoint(s: &str) -> Result<Endpoint, String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }
-    Err("unknown scheme: use unix://<path>, tcp://<host:port> or fd://".into())
+    Err("unknown scheme: use unix://PATH, tcp://HOST:PORT or fd://".into())
 }
 
 /// `host:port` to listen on: an IP, a resolvable name (first address) or empty host (all
@@ -634,7 +647,7 @@ fn validate_docker_endpoint(s: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    Err("unknown scheme: use unix://<path> or tcp://<host:port>".into())
+    Err("unknown scheme: use unix://PATH or tcp://HOST:PORT".into())
 }
 
 /// Basic shape of an image reference: `[registry[:port]/]name[:tag][@algo:hex]`, name lowercase.
@@ -710,6 +723,18 @@ fn parse_streaming_bind_addr(s: &str) -> Result<Option<SocketAddr>, String> {
         return Ok(Some(SocketAddr::new(ip, 0)));
     }
     Err("must be <ip>:<port> or <ip> (IPv6 as [::1]:10010)".into())
+}
+
+/// `--metrics-bind-addr`: empty (off) or `<ip>:<port>`.
+fn parse_metrics_bind_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>().map(Some).map_err(|_| {
+        "must be <ip>:<port>, as 127.0.0.1:9321 (IPv6 as [::1]:9321), or empty for no metrics \
+         endpoint"
+            .into()
+    })
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {
@@ -917,6 +942,7 @@ mod tests {
         assert_eq!(c.image_pull_progress_deadline, Duration::from_secs(60));
         assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
         assert_eq!(c.streaming_bind_addr, None);
+        assert_eq!(c.metrics_bind_addr, None);
         assert_eq!(c.network_plugin, NetworkPluginKind::Cni);
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/opt/cni/bin")]);
         assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
@@ -1059,6 +1085,26 @@ mod tests {
             (
                 vec!["--streaming-bind-addr=::1".into()],
                 Box::new(|c| assert_eq!(c.streaming_bind_addr, Some("[::1]:0".parse().unwrap()))),
+            ),
+            (
+                vec!["--metrics-bind-addr=127.0.0.1:9321".into()],
+                Box::new(|c| {
+                    assert_eq!(c.metrics_bind_addr, Some("127.0.0.1:9321".parse().unwrap()))
+                }),
+            ),
+            (
+                vec!["--metrics-bind-addr".into(), "[::1]:0".into()],
+                Box::new(|c| assert_eq!(c.metrics_bind_addr, Some("[::1]:0".parse().unwrap()))),
+            ),
+            (
+                vec!["--metrics-bind-addr=0.0.0.0:9321".into()],
+                Box::new(|c| {
+                    assert_eq!(c.metrics_bind_addr, Some("0.0.0.0:9321".parse().unwrap()))
+                }),
+            ),
+            (
+                vec!["--metrics-bind-addr=".into()],
+                Box::new(|c| assert_eq!(c.metrics_bind_addr, None)),
             ),
             (
                 vec!["--network-plugin=kubenet".into()],
@@ -1313,6 +1359,17 @@ mod tests {
                 "--streaming-bind-addr=1.2.3.4:x".into(),
                 "streaming-bind-addr",
             ),
+            (
+                "--metrics-bind-addr=localhost:9321".into(),
+                "metrics-bind-addr",
+            ),
+            ("--metrics-bind-addr=127.0.0.1".into(), "metrics-bind-addr"),
+            ("--metrics-bind-addr=:9321".into(), "metrics-bind-addr"),
+            (
+                "--metrics-bind-addr=127.0.0.1:65536".into(),
+                "metrics-bind-addr",
+            ),
+            ("--metrics-bind-addr=::1:9321".into(), "metrics-bind-addr"),
             ("--network-plugin=flannel".into(), "network-plugin"),
             ("--network-plugin=CNI".into(), "network-plugin"),
             ("--cni-bin-dir=".into(), "cni-bin-dir"),
@@ -1453,6 +1510,7 @@ mod tests {
             "--image-pull-progress-deadline",
             "--runtime-request-timeout",
             "--streaming-bind-addr",
+            "--metrics-bind-addr",
             "--network-plugin ",
             "--cni-bin-dir",
             "--cni-conf-dir",

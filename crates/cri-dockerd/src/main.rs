@@ -8,6 +8,7 @@ use anyhow::Context;
 use cri_dockerd::cgroups;
 use cri_dockerd::config::{self, Action, Config, Flags, LogFormat};
 use cri_dockerd::docker::DockerClient;
+use cri_dockerd::metrics;
 use cri_dockerd::server::{self, notify::notify};
 use cri_dockerd::service::Runtime;
 use cri_dockerd::version;
@@ -125,12 +126,24 @@ fn enter_runtime_cgroups(name: &str) {
     }
 }
 
+/// Libraries whose debug output is per frame or per body (HTTP/2 frames of every kubelet poll,
+/// whole Docker responses): at `--log-level=debug` they stay at info, so debug shows our own
+/// per-call lines; `--log-level=trace` or `RUST_LOG` opens them up.
+const QUIET_AT_DEBUG: &[&str] = &["h2", "hyper", "hyper_util", "tower", "tonic", "bollard"];
+
 fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::builder()
+    let mut filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(
             tracing::level_filters::LevelFilter::from_level(config.log_level).into(),
         )
         .from_env_lossy();
+    if config.log_level == tracing::Level::DEBUG && std::env::var_os("RUST_LOG").is_none() {
+        for lib in QUIET_AT_DEBUG {
+            if let Ok(d) = format!("{lib}=info").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -156,6 +169,10 @@ fn run(config: Config) -> anyhow::Result<()> {
         let config = Arc::new(config);
         let docker = Arc::new(DockerClient::new(&config.docker_endpoint));
         let runtime = Arc::new(Runtime::new(docker, config.clone()));
+        // Signal handlers before the socket exists: a client may connect (the kernel accepts
+        // into the backlog) and a supervisor may send SIGTERM as soon as the socket is there,
+        // and SIGTERM's default action would kill us without the clean stop.
+        let signals = StopSignals::install();
         // Bind the CRI socket first: if it fails, that is the only line logged.
         let listener = server::listen::bind(&config.cri_endpoint)
             .await
@@ -164,12 +181,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             .start_streaming()
             .await
             .context("starting the streaming server")?;
+        let metrics_addr = match config.metrics_bind_addr {
+            Some(addr) => Some(serve_metrics(addr, runtime.clone()).await?),
+            None => None,
+        };
         runtime.spawn_startup();
         // The first line at info: a failure before this point is the only line logged.
         tracing::info!(
             version = %version::full_version(),
             endpoint = %config.cri_endpoint,
             streaming = %streaming_addr,
+            metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
             "cri-dockerd serving CRI v1 and v1alpha2"
         );
         notify("READY=1");
@@ -177,7 +199,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let signal = {
             let draining = draining.clone();
             async move {
-                shutdown_signal().await;
+                signals.wait().await;
                 draining.notify_one();
             }
         };
@@ -203,27 +225,65 @@ fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Resolves on SIGTERM or SIGINT (after telling systemd STOPPING=1). SIGHUP, which the
-/// upstream unit's `ExecReload` sends, is logged and otherwise ignored: there is nothing to reload.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: nothing to reload (restart the service to apply new flags)");
+/// `--metrics-bind-addr`: bind (a failure is the one error, naming the flag), serve `/metrics`
+/// in the background, and return the bound address (port 0 resolved).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    runtime: Arc<Runtime>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = metrics::http::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-bind-addr={addr}: cannot listen"))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("--metrics-bind-addr={addr}"))?;
+    metrics::set_session_source(move || runtime.streaming_sessions());
+    metrics::http::spawn(listener);
+    Ok(bound)
+}
+
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are installed.
+struct StopSignals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Self(Some((term, int, hup))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                Self(None)
             }
         }
     }
-    tracing::info!("shutting down: draining in-flight calls");
-    notify("STOPPING=1");
+
+    /// Resolves on SIGTERM or SIGINT (after telling systemd STOPPING=1). SIGHUP, which the
+    /// upstream unit's `ExecReload` sends, is logged and otherwise ignored: there is nothing to
+    /// reload.
+    async fn wait(self) {
+        let Some((mut term, mut int, mut hup)) = self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: nothing to reload (restart the service to apply new flags)");
+                }
+            }
+        }
+        tracing::info!("shutting down: draining in-flight calls");
+        notify("STOPPING=1");
+    }
 }

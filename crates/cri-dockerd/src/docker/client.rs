@@ -1,7 +1,7 @@
 //! [`DockerClient`]: a lazily connected, version-negotiated bollard client.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use tokio::sync::RwLock;
@@ -61,9 +61,20 @@ impl DockerClient {
         self.conn.write().await.take();
     }
 
-    /// Run `f` on the connection; an `Unavailable` answer drops the connection so that the next
+    /// Run `f` on the connection, measured as Docker operation `operation` (the Go original's
+    /// `operation_type` name); an `Unavailable` answer drops the connection so that the next
     /// call reconnects and negotiates again (dockerd may have been upgraded).
-    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(Docker) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    {
+        measure(operation, self.call_unmeasured(f)).await
+    }
+
+    /// [`DockerClient::call`] without the measurement, for callers that measure a larger unit
+    /// with [`measure`] (a pull with its own progress deadline).
+    pub(crate) async fn call_unmeasured<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Docker) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
@@ -80,6 +91,37 @@ impl DockerClient {
             }
         }
     }
+}
+
+/// Run `fut` and record it as Docker operation `operation`: latency, and the error kind when
+/// it fails. A call abandoned before it finished (its caller timed out or went away) is
+/// recorded as an error of kind `cancelled`.
+pub(crate) async fn measure<T>(
+    operation: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    struct Abandoned(Option<(&'static str, Instant)>);
+    impl Drop for Abandoned {
+        fn drop(&mut self) {
+            if let Some((operation, start)) = self.0.take() {
+                crate::metrics::record_docker(
+                    operation,
+                    start.elapsed(),
+                    Some(("cancelled", false)),
+                );
+            }
+        }
+    }
+    let start = Instant::now();
+    let mut guard = Abandoned(Some((operation, start)));
+    let result = fut.await;
+    guard.0 = None;
+    let error = result
+        .as_ref()
+        .err()
+        .map(|e| (e.kind(), matches!(e, Error::Timeout(_))));
+    crate::metrics::record_docker(operation, start.elapsed(), error);
+    result
 }
 
 fn connect(endpoint: &str) -> Result<Docker> {

@@ -273,13 +273,15 @@ impl ContainerApi for DockerClient {
             ..Default::default()
         };
         let resp = self
-            .call(|d| async move { d.create_container(Some(options), body).await })
+            .call("create_container", |d| async move {
+                d.create_container(Some(options), body).await
+            })
             .await?;
         Ok(resp.id)
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        self.call(|d| async move {
+        self.call("start_container", |d| async move {
             d.start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
                 .await
         })
@@ -294,17 +296,18 @@ impl ContainerApi for DockerClient {
         };
         // The stop itself may take `timeout`: give the HTTP request that much more time than
         // the client's default, or long grace periods would fail with a client timeout.
-        match self
-            .call(|d| async move {
-                let wait = d.timeout().max(timeout + Duration::from_secs(30));
-                d.with_timeout(wait).stop_container(id, Some(options)).await
-            })
-            .await
-        {
-            // 304 Not Modified: already stopped.
-            Err(Error::Api { status: 304, .. }) => Ok(()),
-            other => other,
-        }
+        let stop = self.call_unmeasured(|d| async move {
+            let wait = d.timeout().max(timeout + Duration::from_secs(30));
+            d.with_timeout(wait).stop_container(id, Some(options)).await
+        });
+        super::client::measure("stop_container", async move {
+            match stop.await {
+                // 304 Not Modified: already stopped.
+                Err(Error::Api { status: 304, .. }) => Ok(()),
+                other => other,
+            }
+        })
+        .await
     }
 
     async fn remove_container(&self, id: &str, force: bool) -> Result<()> {
@@ -314,14 +317,16 @@ impl ContainerApi for DockerClient {
             force,
             link: false,
         };
-        self.call(|d| async move { d.remove_container(id, Some(options)).await })
-            .await
+        self.call("remove_container", |d| async move {
+            d.remove_container(id, Some(options)).await
+        })
+        .await
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
         check_reference(id)?;
         let r = self
-            .call(|d| async move {
+            .call("inspect_container", |d| async move {
                 d.inspect_container(
                     id,
                     None::<bollard::query_parameters::InspectContainerOptions>,
@@ -346,7 +351,9 @@ impl ContainerApi for DockerClient {
             ..Default::default()
         };
         let list = self
-            .call(|d| async move { d.list_containers(Some(options)).await })
+            .call("list_containers", |d| async move {
+                d.list_containers(Some(options)).await
+            })
             .await?;
         Ok(list.into_iter().map(summary_from_list).collect())
     }
@@ -364,8 +371,10 @@ impl ContainerApi for DockerClient {
             pids_limit: nonzero(r.pids_limit),
             ..Default::default()
         };
-        self.call(|d| async move { d.update_container(id, body).await })
-            .await
+        self.call("update_container", |d| async move {
+            d.update_container(id, body).await
+        })
+        .await
     }
 }
 

@@ -42,6 +42,20 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
+
+    /// The error's kind as a metric label value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Unavailable(_) => "unavailable",
+            Error::Timeout(_) => "timeout",
+            Error::Api { .. } => "api",
+            Error::Client(_) => "client",
+        }
+    }
 }
 
 fn looks_unauthorized(message: &str) -> bool {

@@ -150,7 +150,10 @@ impl ExecApi for DockerClient {
         };
         let id = container_id.to_string();
         let res = self
-            .call(|d| async move { d.create_exec(&id, opts).await })
+            .call(
+                "create_exec",
+                |d| async move { d.create_exec(&id, opts).await },
+            )
             .await?;
         Ok(res.id)
     }
@@ -163,7 +166,9 @@ impl ExecApi for DockerClient {
             output_capacity: Some(64 * 1024),
         };
         let started = self
-            .call(|d| async move { d.start_exec(&id, Some(opts)).await })
+            .call("start_exec", |d| async move {
+                d.start_exec(&id, Some(opts)).await
+            })
             .await?;
         let StartExecResults::Attached { mut output, input } = started else {
             return Err(Error::Client(format!(
@@ -191,7 +196,7 @@ impl ExecApi for DockerClient {
     async fn inspect_exec(&self, exec_id: &str) -> Result<ExecInfo> {
         let id = exec_id.to_string();
         let r = self
-            .call(|d| async move { d.inspect_exec(&id).await })
+            .call("inspect_exec", |d| async move { d.inspect_exec(&id).await })
             .await?;
         let running = r.running.unwrap_or(false);
         Ok(ExecInfo {
@@ -209,7 +214,9 @@ impl ExecApi for DockerClient {
             output_capacity: Some(64 * 1024),
         };
         let started = self
-            .call(|d| async move { d.start_exec(&id, Some(opts)).await })
+            .call("start_exec", |d| async move {
+                d.start_exec(&id, Some(opts)).await
+            })
             .await?;
         match started {
             StartExecResults::Attached { output, input } => Ok(attached(output, input)),
@@ -222,8 +229,11 @@ impl ExecApi for DockerClient {
     async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> Result<()> {
         let id = exec_id.to_string();
         let opts = ResizeExecOptions { height, width };
-        self.call(|d| async move { d.resize_exec(&id, opts).await })
-            .await
+        self.call(
+            "resize_exec",
+            |d| async move { d.resize_exec(&id, opts).await },
+        )
+        .await
     }
 
     async fn attach_container(
@@ -241,7 +251,9 @@ impl ExecApi for DockerClient {
             detach_keys: None,
         };
         let r = self
-            .call(|d| async move { d.attach_container(&id, Some(opts)).await })
+            .call("attach", |d| async move {
+                d.attach_container(&id, Some(opts)).await
+            })
             .await?;
         Ok(attached(r.output, r.input))
     }
@@ -252,8 +264,10 @@ impl ExecApi for DockerClient {
             w: i32::from(width),
             h: i32::from(height),
         };
-        self.call(|d| async move { d.resize_container_tty(&id, opts).await })
-            .await
+        self.call("resize_container", |d| async move {
+            d.resize_container_tty(&id, opts).await
+        })
+        .await
     }
 }
 

@@ -78,15 +78,6 @@ pub struct PullAuth {
     pub registry_token: String,
 }
 
-/// Disk usage of Docker's image and container stores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DiskUsage {
-    /// Bytes used by image layers (shared layers counted once where Docker reports sharing).
-    pub images_bytes: u64,
-    /// Bytes used by the containers' writable layers.
-    pub containers_bytes: u64,
-}
-
 /// Image-level Docker calls.
 #[async_trait]
 pub trait ImageApi {
@@ -105,8 +96,8 @@ pub trait ImageApi {
     ) -> Result<()>;
     /// Remove one reference or ID (`force` also untags every tag of an ID).
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()>;
-    /// Bytes used by images and by containers' writable layers.
-    async fn disk_usage(&self) -> Result<DiskUsage>;
+    /// Bytes used by image layers (shared layers counted once where Docker reports sharing).
+    async fn images_disk_usage(&self) -> Result<u64>;
     /// The image's history, newest step first.
     async fn image_history(&self, id: &str) -> Result<Vec<HistoryEntry>>;
     /// IDs of the containers (running or not) created from image `id` or from an image built
@@ -206,7 +197,10 @@ impl ImageApi for DockerClient {
     async fn list_images(&self) -> Result<Vec<ImageInfo>> {
         let opts = ListImagesOptionsBuilder::default().all(false).build();
         let images = self
-            .call(|d| async move { d.list_images(Some(opts)).await })
+            .call(
+                "list_images",
+                |d| async move { d.list_images(Some(opts)).await },
+            )
             .await?;
         Ok(images
             .into_iter()
@@ -225,7 +219,10 @@ impl ImageApi for DockerClient {
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo> {
         let r = reference.to_string();
         let i = self
-            .call(|d| async move { d.inspect_image(&r).await })
+            .call(
+                "inspect_image",
+                |d| async move { d.inspect_image(&r).await },
+            )
             .await?;
         let mut info = from_inspect(i);
         info.repo_tags = real_refs(info.repo_tags);
@@ -247,8 +244,8 @@ impl ImageApi for DockerClient {
         let creds = auth.map(credentials);
         let reference = reference.to_string();
         // The outer Result carries dockerd's errors (so `call` can reset a dead connection);
-        // the inner one our own deadline.
-        self.call(|d| async move {
+        // the inner one our own deadline. Measured as one operation, deadline included.
+        let pull = self.call_unmeasured(|d| async move {
                 let mut stream = d.create_image(Some(opts), None, creds);
                 loop {
                     let next = if progress_deadline.is_zero() {
@@ -275,8 +272,8 @@ impl ImageApi for DockerClient {
                         Ok(Some(Err(e))) => return Err(e),
                     }
                 }
-            })
-            .await?
+            });
+        super::client::measure("pull_image", async move { pull.await? }).await
     }
 
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()> {
@@ -285,21 +282,26 @@ impl ImageApi for DockerClient {
             .force(force)
             .noprune(false)
             .build();
-        self.call(|d| async move { d.remove_image(&r, Some(opts), None).await })
-            .await
-            .map(|_| ())
-            .map_err(removal_race_is_not_found)
+        self.call("remove_image", |d| async move {
+            d.remove_image(&r, Some(opts), None).await
+        })
+        .await
+        .map(|_| ())
+        .map_err(removal_race_is_not_found)
     }
 
-    async fn disk_usage(&self) -> Result<DiskUsage> {
+    async fn images_disk_usage(&self) -> Result<u64> {
         // API 1.41 (Docker 20.10) answers `/system/df` in a format newer clients no longer parse,
-        // so sum what the list calls report, as the Go cri-dockerd does.
+        // so sum what the image list reports, as the Go cri-dockerd does.
         let opts = ListImagesOptionsBuilder::default()
             .all(false)
             .shared_size(true)
             .build();
         let images = self
-            .call(|d| async move { d.list_images(Some(opts)).await })
+            .call(
+                "list_images",
+                |d| async move { d.list_images(Some(opts)).await },
+            )
             .await?;
         let mut images_bytes = 0u64;
         let mut shared = std::collections::BTreeSet::new();
@@ -313,28 +315,16 @@ impl ImageApi for DockerClient {
             }
         }
         images_bytes += shared.into_iter().map(non_negative).sum::<u64>();
-
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .size(true)
-            .build();
-        let containers = self
-            .call(|d| async move { d.list_containers(Some(opts)).await })
-            .await?;
-        let containers_bytes = containers
-            .iter()
-            .map(|c| non_negative(c.size_rw.unwrap_or_default()))
-            .sum();
-        Ok(DiskUsage {
-            images_bytes,
-            containers_bytes,
-        })
+        Ok(images_bytes)
     }
 
     async fn image_history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
         let id = id.to_string();
         let h = self
-            .call(|d| async move { d.image_history(&id).await })
+            .call(
+                "image_history",
+                |d| async move { d.image_history(&id).await },
+            )
             .await?;
         Ok(h.into_iter()
             .map(|e| HistoryEntry {
@@ -353,7 +343,9 @@ impl ImageApi for DockerClient {
             .filters(&filters)
             .build();
         let containers = self
-            .call(|d| async move { d.list_containers(Some(opts)).await })
+            .call("list_containers", |d| async move {
+                d.list_containers(Some(opts)).await
+            })
             .await?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }

@@ -21,7 +21,7 @@ pub use container::{
 pub use error::{Error, Result};
 pub use events::{ContainerAction, ContainerEvent, ContainerEventStream, EventsApi};
 pub use exec::{AttachSpec, AttachedStreams, ExecApi, ExecInfo, ExecOutput, ExecSpec, OutputChunk};
-pub use image::{DiskUsage, HistoryEntry, ImageApi, ImageDetails, ImageInfo, PullAuth};
+pub use image::{HistoryEntry, ImageApi, ImageDetails, ImageInfo, PullAuth};
 pub use system::{DaemonInfo, SystemApi, VersionInfo};
 
 /// Everything the domain layer needs from Docker.

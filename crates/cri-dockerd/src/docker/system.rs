@@ -49,7 +49,9 @@ pub trait SystemApi {
 #[async_trait]
 impl SystemApi for DockerClient {
     async fn version(&self) -> Result<VersionInfo> {
-        let v = self.call(|d| async move { d.version().await }).await?;
+        let v = self
+            .call("version", |d| async move { d.version().await })
+            .await?;
         Ok(VersionInfo {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
@@ -57,7 +59,7 @@ impl SystemApi for DockerClient {
     }
 
     async fn info(&self) -> Result<DaemonInfo> {
-        let i = self.call(|d| async move { d.info().await }).await?;
+        let i = self.call("info", |d| async move { d.info().await }).await?;
         let mut runtimes: Vec<String> = i.runtimes.unwrap_or_default().into_keys().collect();
         runtimes.sort();
         Ok(DaemonInfo {
@@ -73,7 +75,7 @@ impl SystemApi for DockerClient {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.call(|d| async move { d.ping().await })
+        self.call("ping", |d| async move { d.ping().await })
             .await
             .map(|_| ())
     }

@@ -183,12 +183,57 @@ pub trait NetworkPlugin: Send + Sync + 'static {
     }
 }
 
-/// Build the plugin `config` selects.
+/// Build the plugin `config` selects, measured per pod operation ([`Measured`]).
 pub fn from_config(config: &Config) -> Arc<dyn NetworkPlugin> {
-    match config.network_plugin {
+    let plugin: Arc<dyn NetworkPlugin> = match config.network_plugin {
         NetworkPluginKind::Cni => CniPlugin::cni(config),
         NetworkPluginKind::Kubenet => CniPlugin::kubenet(config),
         NetworkPluginKind::NoOp => Arc::new(NoOp::new()),
+    };
+    Arc::new(Measured(plugin))
+}
+
+/// A plugin whose pod operations are recorded as the Go original's network plugin manager
+/// records them (`kubelet_network_plugin_operations_*` with `set_up_pod`, `tear_down_pod`,
+/// `get_pod_network_status`; `check_pod` is ours). The CNI runs inside are measured on their
+/// own, per command and plugin type.
+pub struct Measured(pub Arc<dyn NetworkPlugin>);
+
+async fn measure<T>(
+    operation: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let start = std::time::Instant::now();
+    let result = fut.await;
+    crate::metrics::record_network(operation, start.elapsed(), result.is_err());
+    result
+}
+
+#[async_trait]
+impl NetworkPlugin for Measured {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn status(&self) -> std::result::Result<(), NotReady> {
+        self.0.status()
+    }
+    fn set_pod_cidr(&self, cidr: &str) {
+        self.0.set_pod_cidr(cidr)
+    }
+    async fn setup_pod(&self, pod: &PodNetwork) -> Result<PodNetworkStatus> {
+        measure("set_up_pod", self.0.setup_pod(pod)).await
+    }
+    async fn teardown_pod(&self, pod: &PodNetwork) -> Result<()> {
+        measure("tear_down_pod", self.0.teardown_pod(pod)).await
+    }
+    async fn pod_network_status(&self, pod: &PodNetwork) -> Result<PodNetworkStatus> {
+        measure("get_pod_network_status", self.0.pod_network_status(pod)).await
+    }
+    async fn check_pod(&self, pod: &PodNetwork) -> Result<()> {
+        measure("check_pod", self.0.check_pod(pod)).await
+    }
+    async fn gc(&self, valid_sandbox_ids: &[String]) -> Result<()> {
+        self.0.gc(valid_sandbox_ids).await
     }
 }
 

@@ -1,10 +1,12 @@
 //! The protocol layer: listeners (unix path, tcp, systemd `fd://`), `sd_notify`, graceful
-//! shutdown, and the CRI v1 and v1alpha2 gRPC services over one [`Runtime`].
+//! shutdown, and the CRI v1 and v1alpha2 gRPC services over one [`Runtime`], measured per call
+//! by [`rpc_metrics`].
 
 pub mod alpha;
 pub mod image;
 pub mod listen;
 pub mod notify;
+pub mod rpc_metrics;
 pub mod runtime;
 pub mod status;
 
@@ -36,6 +38,7 @@ pub async fn serve(
     let image_alpha = alpha::ImageV1alpha2(image_v1.clone());
 
     let router = Server::builder()
+        .layer(rpc_metrics::RpcMetricsLayer)
         .add_service(
             RuntimeServiceServer::new(runtime_v1)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

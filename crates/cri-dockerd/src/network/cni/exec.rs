@@ -97,8 +97,27 @@ pub struct Label<'a> {
 }
 
 /// Run the plugin at `path` with `stdin` and `env` (added to our own environment, CNI_* ones
-/// replaced). Returns stdout on success.
+/// replaced). Returns stdout on success. Each run is recorded in the CNI operation metrics
+/// (latency by command and plugin type, and failures).
 pub async fn run_plugin(
+    path: &Path,
+    stdin: &[u8],
+    env: &[(String, String)],
+    timeout: Duration,
+    label: Label<'_>,
+) -> Result<Vec<u8>, Error> {
+    let start = std::time::Instant::now();
+    let result = run_plugin_unmeasured(path, stdin, env, timeout, label).await;
+    crate::metrics::record_cni(
+        label.command.as_str(),
+        label.plugin,
+        start.elapsed(),
+        result.is_err(),
+    );
+    result
+}
+
+async fn run_plugin_unmeasured(
     path: &Path,
     stdin: &[u8],
     env: &[(String, String)],

@@ -75,7 +75,7 @@ pub async fn cleanup(docker: &Docker) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-fn unique(tag: &str, i: usize) -> String {
+pub fn unique(tag: &str, i: usize) -> String {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -97,10 +97,10 @@ fn pod_config(uid: &str, log_dir: &str) -> cri::PodSandboxConfig {
     }
 }
 
-fn container_config(image: &str) -> cri::ContainerConfig {
+fn container_config(image: &str, name: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
-            name: "sleeper".into(),
+            name: name.into(),
             attempt: 0,
         }),
         image: Some(cri::ImageSpec {
@@ -109,22 +109,24 @@ fn container_config(image: &str) -> cri::ContainerConfig {
         }),
         command: vec!["sleep".into(), "3600".into()],
         labels: HashMap::from([(BENCH_LABEL.to_string(), "1".to_string())]),
-        log_path: "sleeper/0.log".into(),
+        log_path: format!("{name}/0.log"),
         ..Default::default()
     }
 }
 
-/// The CRI side of one pod: sandbox id and container id.
-struct CriPod {
-    sandbox: String,
-    container: String,
+/// A pod made through CRI: sandbox id and container ids.
+pub struct CriPod {
+    pub sandbox: String,
+    pub containers: Vec<String>,
 }
 
-async fn cri_run_pod(
+/// A sandbox with `containers` busybox `sleep` containers (`c0`, `c1`, …), started if `start`.
+pub async fn cri_run_pod(
     rt: &mut RuntimeServiceClient<Channel>,
     uid: &str,
     log_dir: &str,
     images: &Images,
+    containers: usize,
     start: bool,
 ) -> anyhow::Result<CriPod> {
     let config = pod_config(uid, log_dir);
@@ -136,25 +138,46 @@ async fn cri_run_pod(
         .await?
         .into_inner()
         .pod_sandbox_id;
-    let container = rt
+    let mut pod = CriPod {
+        sandbox,
+        containers: Vec::new(),
+    };
+    for j in 0..containers {
+        let id = cri_create(rt, &pod.sandbox, &config, images, &format!("c{j}")).await?;
+        if start {
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+        }
+        pod.containers.push(id);
+    }
+    Ok(pod)
+}
+
+async fn cri_create(
+    rt: &mut RuntimeServiceClient<Channel>,
+    sandbox: &str,
+    config: &cri::PodSandboxConfig,
+    images: &Images,
+    name: &str,
+) -> anyhow::Result<String> {
+    Ok(rt
         .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(container_config(&images.busybox)),
-            sandbox_config: Some(config),
+            pod_sandbox_id: sandbox.into(),
+            config: Some(container_config(&images.busybox, name)),
+            sandbox_config: Some(config.clone()),
         })
         .await?
         .into_inner()
-        .container_id;
-    if start {
-        rt.start_container(cri::StartContainerRequest {
-            container_id: container.clone(),
-        })
-        .await?;
-    }
-    Ok(CriPod { sandbox, container })
+        .container_id)
 }
 
-async fn cri_remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<()> {
+/// StopPodSandbox then RemovePodSandbox.
+pub async fn cri_remove_pod(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> anyhow::Result<()> {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: id.into(),
     })
@@ -173,13 +196,14 @@ fn labels(role: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The pause container, as RunPodSandbox makes it: no network, shareable IPC.
+/// The pause container, as RunPodSandbox makes it under the bench's `--network-plugin=no-op`:
+/// on Docker's default bridge (with a plugin it would be network `none`), shareable IPC.
 fn direct_pause_body(images: &Images) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(images.pause.clone()),
         labels: Some(labels("pause")),
         host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some("default".into()),
             ipc_mode: Some("shareable".into()),
             ..Default::default()
         }),
@@ -267,11 +291,11 @@ const STEPS: [(&str, &str); 7] = [
     ("RemovePodSandbox", "rm -f pause"),
 ];
 
-async fn timed<F: std::future::Future<Output = anyhow::Result<T>>, T>(
-    f: F,
+async fn timed<T, E: Into<anyhow::Error>>(
+    f: impl std::future::Future<Output = Result<T, E>>,
 ) -> anyhow::Result<(T, Duration)> {
     let t = Instant::now();
-    let v = f.await?;
+    let v = f.await.map_err(Into::into)?;
     Ok((v, t.elapsed()))
 }
 
@@ -285,74 +309,40 @@ async fn cri_lifecycle(
     let uid = unique("lc", i);
     let config = pod_config(&uid, log_dir);
     let mut d = [Duration::ZERO; 7];
-    let (sb, t) = timed(async {
-        Ok(rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id)
-    })
+    let (sb, t) = timed(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    }))
     .await?;
     d[0] = t;
-    let (c, t) = timed(async {
-        Ok(rt
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sb.clone(),
-                config: Some(container_config(&images.busybox)),
-                sandbox_config: Some(config.clone()),
-            })
-            .await?
-            .into_inner()
-            .container_id)
-    })
-    .await?;
+    let sb = sb.into_inner().pod_sandbox_id;
+    let (c, t) = timed(cri_create(rt, &sb, &config, images, "sleeper")).await?;
     d[1] = t;
-    let c2 = c.clone();
-    d[2] = timed(async {
-        rt.start_container(cri::StartContainerRequest { container_id: c2 })
-            .await?;
-        Ok(())
-    })
+    let container_id = || c.clone();
+    d[2] = timed(rt.start_container(cri::StartContainerRequest {
+        container_id: container_id(),
+    }))
     .await?
     .1;
-    let c2 = c.clone();
-    d[3] = timed(async {
-        rt.stop_container(cri::StopContainerRequest {
-            container_id: c2,
-            timeout: STOP_GRACE,
-        })
-        .await?;
-        Ok(())
-    })
+    d[3] = timed(rt.stop_container(cri::StopContainerRequest {
+        container_id: container_id(),
+        timeout: STOP_GRACE,
+    }))
     .await?
     .1;
-    d[4] = timed(async {
-        rt.remove_container(cri::RemoveContainerRequest { container_id: c })
-            .await?;
-        Ok(())
-    })
+    d[4] = timed(rt.remove_container(cri::RemoveContainerRequest {
+        container_id: container_id(),
+    }))
     .await?
     .1;
-    let sb2 = sb.clone();
-    d[5] = timed(async {
-        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sb2,
-        })
-        .await?;
-        Ok(())
-    })
+    d[5] = timed(rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: sb.clone(),
+    }))
     .await?
     .1;
-    d[6] = timed(async {
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb })
-            .await?;
-        Ok(())
-    })
-    .await?
-    .1;
+    d[6] = timed(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb }))
+        .await?
+        .1;
     Ok(d)
 }
 
@@ -367,7 +357,7 @@ async fn direct_lifecycle(
     let (pause, t) = timed(async {
         let id = direct_create(docker, &name, direct_pause_body(images)).await?;
         direct_start(docker, &id).await?;
-        Ok(id)
+        anyhow::Ok(id)
     })
     .await?;
     d[0] = t;
@@ -449,7 +439,7 @@ pub async fn concurrent_startups(
         let log_dir = log_dir.to_string();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let pod = cri_run_pod(&mut rt, &unique("cc", i), &log_dir, &images, true).await?;
+            let pod = cri_run_pod(&mut rt, &unique("cc", i), &log_dir, &images, 1, true).await?;
             anyhow::Ok((pod, t.elapsed()))
         }));
     }
@@ -467,7 +457,6 @@ pub async fn concurrent_startups(
     }
     let cri_wall = started.elapsed();
     for p in &pods {
-        let _ = &p.container;
         cri_remove_pod(&mut rt.clone(), &p.sandbox).await?;
     }
     if let Some(e) = first_err {
@@ -528,93 +517,26 @@ pub async fn concurrent_startups(
     })
 }
 
-/// Resident memory of the daemon through pods and churn.
-#[derive(Debug, serde::Serialize)]
-pub struct Memory {
-    /// Right after start-up, before any call.
-    pub idle_kib: u64,
-    /// After the call and lifecycle measurements, before the pods.
-    pub before_pods_kib: u64,
-    pub pods: usize,
-    pub with_pods_kib: u64,
-    pub after_pods_removed_kib: u64,
-    pub churn_cycles: usize,
-    pub after_churn_kib: u64,
-    pub churn_vs_idle: f64,
-}
-
-/// RSS idle, with `pods` pods (each a sandbox and a running container), after removing them,
-/// and after `churn` create/remove cycles of one container in one sandbox.
-pub async fn memory(
+/// `cycles` CreateContainer/RemoveContainer cycles in one sandbox (made and removed around
+/// them); returns the daemon's resident memory (KiB) before and half a second after.
+pub async fn churn(
     rt: &RuntimeServiceClient<Channel>,
     images: &Images,
     log_dir: &str,
     pid: u32,
-    idle_kib: u64,
-    pods: usize,
-    churn: usize,
-) -> anyhow::Result<Memory> {
-    let rss = || crate::rss_kib(pid);
-    let before_pods_kib = rss();
-    // Pods, 10 at a time.
-    let mut made = Vec::new();
-    let mut i = 0;
-    while i < pods {
-        let mut tasks = Vec::new();
-        for j in i..(i + 10).min(pods) {
-            let mut rt = rt.clone();
-            let images = images.clone();
-            let log_dir = log_dir.to_string();
-            tasks.push(tokio::spawn(async move {
-                cri_run_pod(&mut rt, &unique("mem", j), &log_dir, &images, true).await
-            }));
-        }
-        for t in tasks {
-            made.push(t.await??);
-        }
-        i += 10;
-    }
-    let with_pods_kib = rss();
-    for p in &made {
-        cri_remove_pod(&mut rt.clone(), &p.sandbox).await?;
-    }
-    let after_pods_removed_kib = rss();
-
-    let mut rtc = rt.clone();
+    cycles: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let before = crate::rss_kib(pid);
+    let mut rt = rt.clone();
     let uid = unique("churn", 0);
     let config = pod_config(&uid, log_dir);
-    let sb = rtc
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
-    for _ in 0..churn {
-        let c = rtc
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sb.clone(),
-                config: Some(container_config(&images.busybox)),
-                sandbox_config: Some(config.clone()),
-            })
-            .await?
-            .into_inner()
-            .container_id;
-        rtc.remove_container(cri::RemoveContainerRequest { container_id: c })
+    let pod = cri_run_pod(&mut rt, &uid, log_dir, images, 0, false).await?;
+    for _ in 0..cycles {
+        let c = cri_create(&mut rt, &pod.sandbox, &config, images, "sleeper").await?;
+        rt.remove_container(cri::RemoveContainerRequest { container_id: c })
             .await?;
     }
-    cri_remove_pod(&mut rtc, &sb).await?;
+    cri_remove_pod(&mut rt, &pod.sandbox).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after_churn_kib = rss();
-    Ok(Memory {
-        idle_kib,
-        before_pods_kib,
-        pods,
-        with_pods_kib,
-        after_pods_removed_kib,
-        churn_cycles: churn,
-        after_churn_kib,
-        churn_vs_idle: after_churn_kib as f64 / idle_kib.max(1) as f64,
-    })
+    Ok((before, crate::rss_kib(pid)))
 }

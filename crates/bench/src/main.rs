@@ -1,6 +1,7 @@
 //! `cri-bench`: starts cri-dockerd on a temporary socket against the local dockerd and measures
 //! CRI calls side by side with the raw Docker API calls that are their floor, in one run, with
-//! medians over repetitions; prints a table of ratios and writes a JSON report.
+//! medians over repetitions; prints a table of ratios ending with the verdicts on issue #8's
+//! targets, and writes the same as a JSON report.
 //!
 //! `cargo run --release -p cri-bench -- --daemon target/release/cri-dockerd --out bench.json`
 //!
@@ -8,6 +9,7 @@
 
 mod lifecycle;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +24,15 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use lifecycle::CriPod;
+
+/// Targets of issue #8.
+const LIFECYCLE_MAX_RATIO: f64 = 1.05;
+const LIST_TARGET_PODS: usize = 100;
+const LIST_MAX_MS: f64 = 10.0;
+const IDLE_MAX_KIB: u64 = 15 * 1024;
+const CHURN_MAX_RATIO: f64 = 1.10;
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark cri-dockerd against direct Docker API calls")]
 struct Args {
@@ -31,13 +42,13 @@ struct Args {
     /// Docker socket path.
     #[arg(long, default_value = "/var/run/docker.sock")]
     docker_socket: String,
-    /// Repetitions per measurement.
+    /// Repetitions per measurement of a cheap call (Version, Status, images, List/Status).
     #[arg(long, default_value_t = 200)]
     reps: usize,
     /// Start-up measurements (daemon started this many times).
     #[arg(long, default_value_t = 5)]
     startups: usize,
-    /// Image used for ImageStatus.
+    /// Image of the workload containers (busybox with `sleep`); also used for ImageStatus.
     #[arg(long, default_value = "cri-dockerd-test/busybox:latest")]
     image: String,
     /// Image of the pod sandbox (pause) containers, both ways.
@@ -49,21 +60,18 @@ struct Args {
     /// Pods started at once in the concurrency measurement.
     #[arg(long, default_value_t = 20)]
     concurrent: usize,
-    /// Pods alive for the "RSS with pods" measurement.
-    #[arg(long, default_value_t = 100)]
-    pods: usize,
     /// Create/remove cycles of a container for the "RSS after churn" measurement.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     churn: usize,
-    /// Only the call-latency part (no containers are created).
+    /// Only the call-latency parts (no lifecycle, concurrency or churn).
     #[arg(long)]
     calls_only: bool,
-    /// Pod counts at which List/Status calls are measured (pods created through CRI, each
-    /// with `--containers-per-pod` running containers); empty to skip.
-    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    /// Running pods at which List/Status calls (and resident memory) are measured, pods
+    /// created through CRI with `--containers-per-pod` running containers each; empty to skip.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
     list_pods: Vec<usize>,
     /// Running containers per pod for the List/Status measurements.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     containers_per_pod: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
@@ -79,7 +87,8 @@ struct Args {
     /// on dockerd 20.10, so keep this small).
     #[arg(long, default_value_t = 2)]
     stats_docker_reps: usize,
-    /// Skip the basic calls (Version, Status, images) and start-up measurements.
+    /// Skip the basic calls (Version, Status, images), the List/Status part and the start-up
+    /// measurements.
     #[arg(long)]
     only_stats: bool,
 }
@@ -105,40 +114,105 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
-/// One CRI call next to its Docker floor.
+/// One CRI call next to its Docker floor (if it has one).
 #[derive(Debug, Serialize)]
 struct Row {
+    /// The table's label.
     name: String,
+    /// The CRI call.
+    call: String,
+    /// Running pods during the measurement (List/Status rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pods: Option<usize>,
     cri: Stats,
     docker: Option<Stats>,
     ratio: Option<f64>,
 }
 
+fn row(name: &str, cri: Stats, docker: Option<Stats>) -> Row {
+    let ratio = docker.as_ref().map(|d| cri.median_us / d.median_us);
+    Row {
+        name: name.into(),
+        call: name.split(' ').next().unwrap_or(name).into(),
+        pods: None,
+        cri,
+        docker,
+        ratio,
+    }
+}
+
+/// How one List/Status call's median grows with the number of pods.
+#[derive(Debug, Serialize)]
+struct Growth {
+    call: String,
+    /// (pods, median µs), by pods.
+    points: Vec<(usize, f64)>,
+    /// Median at the most pods over median at the fewest.
+    factor: f64,
+    /// Most pods over fewest.
+    pods_factor: f64,
+}
+
+/// Resident memory of the daemon (KiB).
+#[derive(Debug, Default, Serialize)]
+struct Memory {
+    /// Right after start-up, before any call.
+    idle_kib: u64,
+    /// After the basic calls.
+    after_calls_kib: u64,
+    /// With N running pods (`--containers-per-pod` containers each).
+    with_pods: Vec<(usize, u64)>,
+    /// After those pods were removed.
+    after_pods_removed_kib: Option<u64>,
+    /// Before and after the churn cycles.
+    before_churn_kib: Option<u64>,
+    churn_cycles: usize,
+    after_churn_kib: Option<u64>,
+    churn_vs_idle: Option<f64>,
+    /// RssAnon and RssFile idle and after the churn.
+    idle_anon_file_kib: (u64, u64),
+    after_churn_anon_file_kib: Option<(u64, u64)>,
+}
+
+/// One target of issue #8 and how this run did.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    target: String,
+    measured: String,
+    /// `None` when this run did not measure it.
+    pass: Option<bool>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     rows: Vec<Row>,
+    list_rows: Vec<Row>,
+    growth: Vec<Growth>,
     stats_rows: Vec<Row>,
-    startup_to_ready_ms: Stats,
-    idle_rss_kib: u64,
-    rss_after_calls_kib: u64,
+    startup_to_ready_ms: Option<Stats>,
     lifecycle: Vec<Row>,
     concurrent: Option<lifecycle::Concurrent>,
-    memory: Option<lifecycle::Memory>,
+    memory: Memory,
+    verdicts: Vec<Verdict>,
 }
 
-async fn time_n<F, Fut>(reps: usize, mut f: F) -> anyhow::Result<Stats>
+/// Times `reps` calls of `f`, each on a fresh clone of `client` (cloned outside the timing),
+/// after up to ten warm-up calls.
+async fn time_n<C, F, Fut, T, E>(reps: usize, client: &C, mut f: F) -> anyhow::Result<Stats>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    C: Clone,
+    F: FnMut(C) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
 {
-    // Warm up connections and caches first.
     for _ in 0..reps.clamp(1, 10) {
-        f().await?;
+        f(client.clone()).await.map_err(Into::into)?;
     }
-    let mut samples = Vec::with_capacity(reps);
-    for _ in 0..reps {
+    let mut samples = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        let c = client.clone();
         let t = Instant::now();
-        f().await?;
+        f(c).await.map_err(Into::into)?;
         samples.push(t.elapsed());
     }
     Ok(stats(samples))
@@ -211,132 +285,27 @@ async fn connect(path: &std::path::Path) -> anyhow::Result<Channel> {
         .await?)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` figure in KiB (0 when unreadable).
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
 }
 
-fn row(name: &str, cri: Stats, docker: Option<Stats>) -> Row {
-    let ratio = docker.as_ref().map(|d| cri.median_us / d.median_us);
-    Row {
-        name: name.into(),
-        cri,
-        docker,
-        ratio,
-    }
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
 }
 
-/// Pods created through CRI for the List/Status measurements; removed at the end (and by
-/// namespace label through Docker if anything is left).
-struct Pods {
-    namespace: String,
-    sandboxes: Vec<String>,
-    containers: Vec<String>,
-}
-
-async fn grow_pods(
-    rt: &mut RuntimeServiceClient<Channel>,
-    pods: &mut Pods,
-    n: usize,
-    per_pod: usize,
-    image: &str,
-) -> anyhow::Result<()> {
-    while pods.sandboxes.len() < n {
-        let i = pods.sandboxes.len();
-        let config = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: format!("bench-{i}"),
-                namespace: pods.namespace.clone(),
-                uid: format!("{}-{i}", pods.namespace),
-                attempt: 0,
-            }),
-            ..Default::default()
-        };
-        let sb = rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
-        pods.sandboxes.push(sb.clone());
-        for j in 0..per_pod {
-            let c = rt
-                .create_container(cri::CreateContainerRequest {
-                    pod_sandbox_id: sb.clone(),
-                    config: Some(cri::ContainerConfig {
-                        metadata: Some(cri::ContainerMetadata {
-                            name: format!("c{j}"),
-                            attempt: 0,
-                        }),
-                        image: Some(cri::ImageSpec {
-                            image: image.to_string(),
-                            ..Default::default()
-                        }),
-                        command: vec!["sleep".into(), "3600".into()],
-                        ..Default::default()
-                    }),
-                    sandbox_config: Some(config.clone()),
-                })
-                .await?
-                .into_inner()
-                .container_id;
-            rt.start_container(cri::StartContainerRequest {
-                container_id: c.clone(),
-            })
-            .await?;
-            pods.containers.push(c);
-        }
-    }
-    Ok(())
-}
-
-async fn remove_pods(rt: &mut RuntimeServiceClient<Channel>, docker: &Docker, pods: &Pods) {
-    for sb in &pods.sandboxes {
-        let _ = rt
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: sb.clone(),
-            })
-            .await;
-        let _ = rt
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: sb.clone(),
-            })
-            .await;
-    }
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("io.kubernetes.pod.namespace={}", pods.namespace)],
-    )]);
-    let left = docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .unwrap_or_default();
-    for c in left {
-        if let Some(id) = c.id {
-            let _ = docker
-                .remove_container(
-                    &id,
-                    Some(bollard::query_parameters::RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-        }
-    }
+/// Resident memory split into anonymous (heap, stacks) and file-backed (mostly the
+/// executable's own code pages, faulted in as code paths first run), KiB.
+fn rss_parts(pid: u32) -> (u64, u64) {
+    (status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"))
 }
 
 fn docker_list_by_type(ty: &str) -> bollard::query_parameters::ListContainersOptions {
@@ -350,136 +319,242 @@ fn docker_list_by_type(ty: &str) -> bollard::query_parameters::ListContainersOpt
     }
 }
 
-/// ListPodSandbox, ListContainers, PodSandboxStatus and ContainerStatus at `pods.len()` pods,
-/// next to the Docker list/inspect calls they stand on.
+type Rt = RuntimeServiceClient<Channel>;
+
+/// ListPodSandbox, ListContainers, PodSandboxStatus, ContainerStatus and ListContainerStats at
+/// `pods.len()` running pods, next to the Docker list/inspect calls they stand on
+/// (ListContainerStats has no single Docker floor: see `--stats-pods`).
 async fn measure_lists(
-    rt: &RuntimeServiceClient<Channel>,
+    rt: &Rt,
     docker: &Docker,
-    pods: &Pods,
+    pods: &[CriPod],
     reps: usize,
-    rows: &mut Vec<Row>,
-) -> anyhow::Result<()> {
-    let n = pods.sandboxes.len();
-    let c = time_n(reps, || {
-        let mut rt = rt.clone();
-        async move {
-            Ok(rt
-                .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-                .await
-                .map(drop)?)
-        }
+) -> anyhow::Result<Vec<Row>> {
+    let n = pods.len();
+    let mut rows = Vec::new();
+    let mut push = |call: &str, floor: &str, c: Stats, d: Option<Stats>| {
+        let mut r = row(&format!("{call} @{n} pods ({floor})"), c, d);
+        r.call = call.into();
+        r.pods = Some(n);
+        rows.push(r);
+    };
+    let c = time_n(reps, rt, |mut rt| async move {
+        rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
     })
     .await?;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        async move {
-            Ok(docker
-                .list_containers(Some(docker_list_by_type("podsandbox")))
-                .await
-                .map(drop)?)
-        }
+    let d = time_n(reps, docker, |docker| async move {
+        docker
+            .list_containers(Some(docker_list_by_type("podsandbox")))
+            .await
     })
     .await?;
-    rows.push(row(
-        &format!("ListPodSandbox @{n} pods (vs list)"),
-        c,
-        Some(d),
-    ));
-    let c = time_n(reps, || {
-        let mut rt = rt.clone();
-        async move {
-            Ok(rt
-                .list_containers(cri::ListContainersRequest { filter: None })
-                .await
-                .map(drop)?)
-        }
+    push("ListPodSandbox", "vs list", c, Some(d));
+
+    let c = time_n(reps, rt, |mut rt| async move {
+        rt.list_containers(cri::ListContainersRequest { filter: None })
+            .await
     })
     .await?;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        async move {
-            Ok(docker
-                .list_containers(Some(docker_list_by_type("container")))
-                .await
-                .map(drop)?)
-        }
+    let d = time_n(reps, docker, |docker| async move {
+        docker
+            .list_containers(Some(docker_list_by_type("container")))
+            .await
     })
     .await?;
-    rows.push(row(
-        &format!("ListContainers @{n} pods (vs list)"),
-        c,
-        Some(d),
-    ));
-    let sb = pods.sandboxes[n / 2].clone();
-    let c = time_n(reps, || {
-        let mut rt = rt.clone();
-        let sb = sb.clone();
-        async move {
-            Ok(rt
-                .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                    pod_sandbox_id: sb,
-                    verbose: false,
-                })
-                .await
-                .map(drop)?)
-        }
+    push("ListContainers", "vs list", c, Some(d));
+
+    let sb = pods[n / 2].sandbox.clone();
+    let req = cri::PodSandboxStatusRequest {
+        pod_sandbox_id: sb.clone(),
+        verbose: false,
+    };
+    let c = time_n(reps, &(rt.clone(), req), |(mut rt, req)| async move {
+        rt.pod_sandbox_status(req).await
     })
     .await?;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        let sb = sb.clone();
-        async move {
-            Ok(docker
+    let d = time_n(reps, &(docker.clone(), sb), |(docker, sb)| async move {
+        docker
+            .inspect_container(
+                &sb,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+    })
+    .await?;
+    push("PodSandboxStatus", "vs inspect", c, Some(d));
+
+    if let Some(ctr) = pods[n / 2].containers.first().cloned() {
+        let req = cri::ContainerStatusRequest {
+            container_id: ctr.clone(),
+            verbose: false,
+        };
+        let c = time_n(reps, &(rt.clone(), req), |(mut rt, req)| async move {
+            rt.container_status(req).await
+        })
+        .await?;
+        let d = time_n(reps, &(docker.clone(), ctr), |(docker, ctr)| async move {
+            docker
                 .inspect_container(
-                    &sb,
+                    &ctr,
                     None::<bollard::query_parameters::InspectContainerOptions>,
                 )
                 .await
-                .map(drop)?)
-        }
+        })
+        .await?;
+        push("ContainerStatus", "vs inspect", c, Some(d));
+    }
+
+    let c = time_n(reps, rt, |mut rt| async move {
+        rt.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await
     })
     .await?;
-    rows.push(row(
-        &format!("PodSandboxStatus @{n} pods (vs inspect)"),
-        c,
-        Some(d),
-    ));
-    if let Some(ctr) = pods.containers.get(pods.containers.len() / 2).cloned() {
-        let c = time_n(reps, || {
-            let mut rt = rt.clone();
-            let ctr = ctr.clone();
-            async move {
-                Ok(rt
-                    .container_status(cri::ContainerStatusRequest {
-                        container_id: ctr,
-                        verbose: false,
-                    })
-                    .await
-                    .map(drop)?)
-            }
-        })
-        .await?;
-        let d = time_n(reps, || {
-            let docker = docker.clone();
-            let ctr = ctr.clone();
-            async move {
-                Ok(docker
-                    .inspect_container(
-                        &ctr,
-                        None::<bollard::query_parameters::InspectContainerOptions>,
-                    )
-                    .await
-                    .map(drop)?)
-            }
-        })
-        .await?;
-        rows.push(row(
-            &format!("ContainerStatus @{n} pods (vs inspect)"),
-            c,
-            Some(d),
-        ));
+    push("ListContainerStats", "cgroup files", c, None);
+    Ok(rows)
+}
+
+/// The List/Status part: pods grown through CRI to each count of `--list-pods`, measured at
+/// each, resident memory noted at each; then removed.
+async fn list_phase(
+    args: &Args,
+    rt: &Rt,
+    docker: &Docker,
+    pid: u32,
+    memory: &mut Memory,
+) -> anyhow::Result<Vec<Row>> {
+    let mut counts: Vec<usize> = args.list_pods.iter().copied().filter(|&n| n > 0).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let images = lifecycle::Images {
+        pause: args.pause_image.clone(),
+        busybox: args.image.clone(),
+    };
+    let logs = tempfile::tempdir()?;
+    let log_dir = logs.path().to_string_lossy().into_owned();
+    let mut rt2 = rt.clone();
+    let mut pods: Vec<CriPod> = Vec::new();
+    let mut rows = Vec::new();
+    let mut result = Ok(());
+    for n in counts {
+        eprintln!(
+            "List/Status: growing to {n} pods of {} containers",
+            args.containers_per_pod
+        );
+        while pods.len() < n && result.is_ok() {
+            let uid = lifecycle::unique("list", pods.len());
+            match lifecycle::cri_run_pod(
+                &mut rt2,
+                &uid,
+                &log_dir,
+                &images,
+                args.containers_per_pod,
+                true,
+            )
+            .await
+            {
+                Ok(p) => pods.push(p),
+                Err(e) => result = Err(e),
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        // Let the event-fed view catch up with the burst.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match measure_lists(rt, docker, &pods, args.reps).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        memory.with_pods.push((n, rss_kib(pid)));
+    }
+    eprintln!("List/Status: removing {} pods", pods.len());
+    for p in &pods {
+        if let Err(e) = lifecycle::cri_remove_pod(&mut rt2, &p.sandbox).await {
+            eprintln!("removing pod {}: {e}", p.sandbox);
+        }
+    }
+    memory.after_pods_removed_kib = Some(rss_kib(pid));
+    result.context("List/Status at N pods")?;
+    Ok(rows)
+}
+
+/// Medians of each List/Status call by pod count.
+fn growth(rows: &[Row]) -> Vec<Growth> {
+    let mut calls: Vec<&str> = Vec::new();
+    for r in rows {
+        if !calls.contains(&r.call.as_str()) {
+            calls.push(&r.call);
+        }
+    }
+    calls
+        .into_iter()
+        .filter_map(|call| {
+            let points: Vec<(usize, f64)> = rows
+                .iter()
+                .filter(|r| r.call == call)
+                .filter_map(|r| Some((r.pods?, r.cri.median_us)))
+                .collect();
+            let (first, last) = (points.first()?, points.last()?);
+            Some(Growth {
+                call: call.into(),
+                factor: last.1 / first.1,
+                pods_factor: last.0 as f64 / first.0 as f64,
+                points,
+            })
+        })
+        .collect()
+}
+
+fn verdicts(r: &Report) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for row in &r.lifecycle {
+        out.push(Verdict {
+            target: format!("{} <= {LIFECYCLE_MAX_RATIO}x direct Docker", row.call),
+            measured: row.ratio.map_or("-".into(), |x| format!("{x:.2}x")),
+            pass: row.ratio.map(|x| x <= LIFECYCLE_MAX_RATIO),
+        });
+    }
+    for call in ["ListPodSandbox", "ListContainers", "ListContainerStats"] {
+        let at = r
+            .list_rows
+            .iter()
+            .find(|x| x.call == call && x.pods == Some(LIST_TARGET_PODS));
+        out.push(Verdict {
+            target: format!("{call} at {LIST_TARGET_PODS} pods <= {LIST_MAX_MS} ms median"),
+            measured: at.map_or("not measured".into(), |x| {
+                format!("{:.2} ms", x.cri.median_us / 1e3)
+            }),
+            pass: at.map(|x| x.cri.median_us / 1e3 <= LIST_MAX_MS),
+        });
+    }
+    let m = &r.memory;
+    out.push(Verdict {
+        target: format!("idle RSS <= {} MiB", IDLE_MAX_KIB / 1024),
+        measured: format!("{:.1} MiB", m.idle_kib as f64 / 1024.0),
+        pass: Some(m.idle_kib <= IDLE_MAX_KIB),
+    });
+    out.push(Verdict {
+        target: format!(
+            "RSS after {} churn cycles <= {CHURN_MAX_RATIO}x idle",
+            m.churn_cycles
+        ),
+        measured: m.churn_vs_idle.map_or("not measured".into(), |x| {
+            format!(
+                "{:.2}x ({:.1} MiB)",
+                x,
+                m.after_churn_kib.unwrap_or(0) as f64 / 1024.0
+            )
+        }),
+        pass: m.churn_vs_idle.map(|x| x <= CHURN_MAX_RATIO),
+    });
+    out
 }
 
 #[tokio::main]
@@ -506,138 +581,91 @@ async fn main() -> anyhow::Result<()> {
     res
 }
 
+/// Version, Status, ListImages and ImageStatus next to their Docker calls.
+async fn basic_calls(
+    reps: usize,
+    rt: &Rt,
+    img: &ImageServiceClient<Channel>,
+    docker: &Docker,
+    image: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let c = time_n(reps, rt, |mut rt| async move {
+        rt.version(cri::VersionRequest::default()).await
+    })
+    .await?;
+    let d = time_n(reps, docker, |docker| async move { docker.version().await }).await?;
+    rows.push(row("Version (vs GET /version)", c, Some(d)));
+
+    let c = time_n(reps, rt, |mut rt| async move {
+        rt.status(cri::StatusRequest { verbose: false }).await
+    })
+    .await?;
+    let d = time_n(reps, docker, |docker| async move { docker.ping().await }).await?;
+    rows.push(row("Status (vs GET /_ping)", c, Some(d)));
+
+    let c = time_n(reps, img, |mut img| async move {
+        img.list_images(cri::ListImagesRequest::default()).await
+    })
+    .await?;
+    let d = time_n(reps, docker, |docker| async move {
+        docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+    })
+    .await?;
+    rows.push(row("ListImages (vs GET /images/json)", c, Some(d)));
+
+    let req = cri::ImageStatusRequest {
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        verbose: false,
+    };
+    let c = time_n(reps, &(img.clone(), req), |(mut img, req)| async move {
+        img.image_status(req).await
+    })
+    .await?;
+    let d = time_n(
+        reps,
+        &(docker.clone(), image.to_string()),
+        |(docker, image)| async move { docker.inspect_image(&image).await },
+    )
+    .await?;
+    rows.push(row("ImageStatus (vs GET /images/{name}/json)", c, Some(d)));
+    Ok(rows)
+}
+
 async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut startups = Vec::new();
-    for _ in 0..if args.only_stats {
-        1
-    } else {
-        args.startups.max(1)
-    } {
-        let (_d, t) = start_daemon(args).await?;
-        startups.push(t);
+    if !args.only_stats {
+        for _ in 0..args.startups.max(1) {
+            let (_d, t) = start_daemon(args).await?;
+            startups.push(t);
+        }
     }
     let (daemon, _) = start_daemon(args).await?;
+    let pid = daemon.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_kib(daemon.child.id());
+    let mut memory = Memory {
+        idle_kib: rss_kib(pid),
+        idle_anon_file_kib: rss_parts(pid),
+        ..Default::default()
+    };
 
     let ch = connect(&daemon.socket).await?;
     let rt = RuntimeServiceClient::new(ch.clone());
     let img = ImageServiceClient::new(ch);
-    let reps = if args.only_stats { 1 } else { args.reps };
-    let mut rows = Vec::new();
-
-    let c = time_n(reps, || {
-        let mut rt = rt.clone();
-        async move { Ok(rt.version(cri::VersionRequest::default()).await.map(drop)?) }
-    })
-    .await?;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        async move { Ok(docker.version().await.map(drop)?) }
-    })
-    .await?;
-    rows.push(row("Version (vs GET /version)", c, Some(d)));
-
-    let c = time_n(reps, || {
-        let mut rt = rt.clone();
-        async move {
-            Ok(rt
-                .status(cri::StatusRequest { verbose: false })
-                .await
-                .map(drop)?)
-        }
-    })
-    .await?;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        async move { Ok(docker.ping().await.map(drop)?) }
-    })
-    .await?;
-    rows.push(row("Status (vs GET /_ping)", c, Some(d)));
-
-    let c = time_n(reps, || {
-        let mut img = img.clone();
-        async move {
-            Ok(img
-                .list_images(cri::ListImagesRequest::default())
-                .await
-                .map(drop)?)
-        }
-    })
-    .await;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        async move {
-            Ok(docker
-                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-                .await
-                .map(drop)?)
-        }
-    })
-    .await?;
-    match c {
-        Ok(c) => rows.push(row("ListImages (vs GET /images/json)", c, Some(d))),
-        Err(e) => eprintln!("ListImages not measured: {e}"),
+    let (mut rows, mut list_rows) = (Vec::new(), Vec::new());
+    if !args.only_stats {
+        rows = basic_calls(args.reps, &rt, &img, docker, &args.image).await?;
+        memory.after_calls_kib = rss_kib(pid);
+        list_rows = list_phase(args, &rt, docker, pid, &mut memory).await?;
     }
-
-    let image = args.image.clone();
-    let c = time_n(reps, || {
-        let mut img = img.clone();
-        let image = image.clone();
-        async move {
-            let req = cri::ImageStatusRequest {
-                image: Some(cri::ImageSpec {
-                    image,
-                    ..Default::default()
-                }),
-                verbose: false,
-            };
-            Ok(img.image_status(req).await.map(drop)?)
-        }
-    })
-    .await;
-    let d = time_n(reps, || {
-        let docker = docker.clone();
-        let image = image.clone();
-        async move { Ok(docker.inspect_image(&image).await.map(drop)?) }
-    })
-    .await?;
-    match c {
-        Ok(c) => rows.push(row("ImageStatus (vs GET /images/{name}/json)", c, Some(d))),
-        Err(e) => eprintln!("ImageStatus not measured: {e}"),
-    }
-
-    let mut counts = args.list_pods.clone();
-    counts.sort_unstable();
-    counts.dedup();
-    if counts.iter().any(|&n| n > 0) {
-        let mut pods = Pods {
-            namespace: format!("bench-{}", std::process::id()),
-            sandboxes: Vec::new(),
-            containers: Vec::new(),
-        };
-        let mut rt2 = rt.clone();
-        let mut result = Ok(());
-        for &n in counts.iter().filter(|&&n| n > 0) {
-            result = grow_pods(&mut rt2, &mut pods, n, args.containers_per_pod, &args.image).await;
-            if result.is_err() {
-                break;
-            }
-            // Let the event-fed view (if any) catch up with the burst.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            result = measure_lists(&rt, docker, &pods, reps, &mut rows).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        remove_pods(&mut rt2, docker, &pods).await;
-        if let Err(e) = result {
-            eprintln!("List/Status at N pods not measured: {e}");
-        }
-    }
-    let rss_after_calls = rss_kib(daemon.child.id());
-    let (mut lc, mut concurrent, mut memory) = (Vec::new(), None, None);
-    if !args.calls_only {
+    let (mut lc, mut concurrent) = (Vec::new(), None);
+    if !args.calls_only && !args.only_stats {
         let images = lifecycle::Images {
             pause: args.pause_image.clone(),
             busybox: args.image.clone(),
@@ -650,19 +678,13 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         concurrent = Some(
             lifecycle::concurrent_startups(&rt, docker, &images, &log_dir, args.concurrent).await?,
         );
-        eprintln!("memory: {} pods, {} churn cycles", args.pods, args.churn);
-        memory = Some(
-            lifecycle::memory(
-                &rt,
-                &images,
-                &log_dir,
-                daemon.child.id(),
-                idle_rss,
-                args.pods,
-                args.churn,
-            )
-            .await?,
-        );
+        eprintln!("churn: {} create/remove cycles", args.churn);
+        let (before, after) = lifecycle::churn(&rt, &images, &log_dir, pid, args.churn).await?;
+        memory.before_churn_kib = Some(before);
+        memory.churn_cycles = args.churn;
+        memory.after_churn_kib = Some(after);
+        memory.after_churn_anon_file_kib = Some(rss_parts(pid));
+        memory.churn_vs_idle = Some(after as f64 / memory.idle_kib.max(1) as f64);
     }
 
     let stats_rows = if args.stats_pods.is_empty() {
@@ -671,13 +693,15 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         stats_bench(args, docker, rt.clone()).await?
     };
 
-    let report = Report {
+    let mut report = Report {
+        growth: growth(&list_rows),
         rows,
+        list_rows,
         stats_rows,
         lifecycle: lc,
         concurrent,
         memory,
-        startup_to_ready_ms: {
+        startup_to_ready_ms: (!startups.is_empty()).then(|| {
             let s = stats(startups);
             Stats {
                 n: s.n,
@@ -685,26 +709,39 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
                 p90_us: s.p90_us / 1000.0,
                 min_us: s.min_us / 1000.0,
             }
-        },
-        idle_rss_kib: idle_rss,
-        rss_after_calls_kib: rss_after_calls,
+        }),
+        verdicts: Vec::new(),
     };
+    report.verdicts = verdicts(&report);
+    print_report(&report);
+    println!("bench run took {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("report: {}", args.out.display());
+    Ok(())
+}
 
+fn print_report(report: &Report) {
     println!(
-        "{:<44} {:>12} {:>12} {:>8}",
+        "{:<48} {:>12} {:>12} {:>8}",
         "call", "cri median", "docker med.", "ratio"
     );
     for r in report
         .rows
         .iter()
         .chain(&report.lifecycle)
-        .chain(report.stats_rows.iter())
+        .chain(&report.list_rows)
+        .chain(&report.stats_rows)
     {
         println!(
-            "{:<44} {:>10.0}us {:>10.0}us {:>8}",
+            "{:<48} {:>10.0}us {:>10}us {:>8}",
             r.name,
             r.cri.median_us,
-            r.docker.as_ref().map_or(f64::NAN, |d| d.median_us),
+            r.docker
+                .as_ref()
+                .map_or("-".into(), |d| format!("{:.0}", d.median_us)),
             r.ratio.map_or("-".into(), |x| if x >= 0.01 {
                 format!("{x:.2}x")
             } else {
@@ -712,16 +749,26 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
             })
         );
     }
-    println!(
-        "start-up to READY: median {:.1} ms (min {:.1} ms, n={})",
-        report.startup_to_ready_ms.median_us,
-        report.startup_to_ready_ms.min_us,
-        report.startup_to_ready_ms.n
-    );
-    println!(
-        "resident memory: idle {} KiB, after the calls {} KiB",
-        report.idle_rss_kib, report.rss_after_calls_kib
-    );
+    for g in &report.growth {
+        let points: Vec<String> = g
+            .points
+            .iter()
+            .map(|(n, us)| format!("{:.2} ms @{n}", us / 1e3))
+            .collect();
+        println!(
+            "growth {:<18} {} (x{:.1} for x{:.0} pods)",
+            g.call,
+            points.join(", "),
+            g.factor,
+            g.pods_factor
+        );
+    }
+    if let Some(s) = &report.startup_to_ready_ms {
+        println!(
+            "start-up to READY: median {:.1} ms (min {:.1} ms, n={})",
+            s.median_us, s.min_us, s.n
+        );
+    }
     if let Some(c) = &report.concurrent {
         println!(
             "{} concurrent pod start-ups (sandbox + started container): CRI {:.0} ms wall (per pod median {:.0} ms), direct Docker {:.0} ms wall (per pod median {:.0} ms), ratio {:.2}x",
@@ -733,92 +780,84 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
             c.ratio
         );
     }
-    if let Some(m) = &report.memory {
+    let m = &report.memory;
+    let with: Vec<String> = m
+        .with_pods
+        .iter()
+        .map(|(n, k)| format!("{k} KiB with {n} pods"))
+        .collect();
+    let opt = |k: Option<u64>| k.map_or("-".into(), |k| format!("{k} KiB"));
+    println!(
+        "resident memory: idle {} KiB, after the calls {} KiB, {}, after removing them {}, before churn {}, after {} create/remove cycles {}",
+        m.idle_kib,
+        m.after_calls_kib,
+        if with.is_empty() {
+            "no pods".into()
+        } else {
+            with.join(", ")
+        },
+        opt(m.after_pods_removed_kib),
+        opt(m.before_churn_kib),
+        m.churn_cycles,
+        opt(m.after_churn_kib),
+    );
+    if let Some((anon, file)) = m.after_churn_anon_file_kib {
         println!(
-            "resident memory: idle {} KiB, before the pods {} KiB, with {} pods {} KiB, after removing them {} KiB, after {} create/remove cycles {} KiB ({:.2}x idle)",
-            m.idle_kib,
-            m.before_pods_kib,
-            m.pods,
-            m.with_pods_kib,
-            m.after_pods_removed_kib,
-            m.churn_cycles,
-            m.after_churn_kib,
-            m.churn_vs_idle
+            "  of which anonymous / file-backed: idle {} / {} KiB, after churn {anon} / {file} KiB",
+            m.idle_anon_file_kib.0, m.idle_anon_file_kib.1
         );
     }
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    println!("report: {}", args.out.display());
-    Ok(())
-}
-
-/// Removes the benchmark's pods on drop (also on failure).
-struct BenchPods(String);
-
-impl Drop for BenchPods {
-    fn drop(&mut self) {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=cri-bench={}", self.0),
-            ])
-            .output();
-        if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .arg("rm")
-                    .arg("-f")
-                    .args(&ids)
-                    .stdout(Stdio::null())
-                    .status();
-            }
-        }
+    println!("verdicts (issue #8 targets):");
+    for v in &report.verdicts {
+        println!(
+            "  {:<4} {:<52} {}",
+            match v.pass {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "-",
+            },
+            v.target,
+            v.measured
+        );
     }
 }
 
 /// ListContainerStats at each of `args.stats_pods` running pods vs one Docker stats call per
-/// container (`GET /containers/{id}/stats?stream=false`, the Go original's method).
-async fn stats_bench(
-    args: &Args,
-    docker: &Docker,
-    rt: RuntimeServiceClient<Channel>,
-) -> anyhow::Result<Vec<Row>> {
+/// container (`GET /containers/{id}/stats?stream=false`, the Go original's method). The pods
+/// are left to the final clean-up by label.
+async fn stats_bench(args: &Args, docker: &Docker, rt: Rt) -> anyhow::Result<Vec<Row>> {
     use futures_util::StreamExt;
-    let run = format!("{:x}", std::process::id() ^ 0x5a5a);
-    let _cleanup = BenchPods(run.clone());
-    let selector = std::collections::HashMap::from([("cri-bench".to_string(), run.clone())]);
+    let images = lifecycle::Images {
+        pause: args.pause_image.clone(),
+        busybox: args.image.clone(),
+    };
+    let logs = tempfile::tempdir()?;
+    let log_dir = logs.path().to_string_lossy().into_owned();
+    let selector =
+        std::collections::HashMap::from([(lifecycle::BENCH_LABEL.to_string(), "1".to_string())]);
     let mut ids: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let mut counts = args.stats_pods.clone();
     counts.sort_unstable();
+    let mut rt2 = rt.clone();
     for n in counts {
         while ids.len() < n {
-            let i = ids.len();
-            ids.push(bench_pod(rt.clone(), &args.image, &run, i).await?);
+            let uid = lifecycle::unique("stats", ids.len());
+            let pod = lifecycle::cri_run_pod(&mut rt2, &uid, &log_dir, &images, 1, true).await?;
+            ids.extend(pod.containers);
         }
         eprintln!("{n} pods running; measuring ListContainerStats");
-        let sel = selector.clone();
-        let c = time_n(args.stats_reps, || {
-            let mut rt = rt.clone();
-            let sel = sel.clone();
-            async move {
-                let r = rt
-                    .list_container_stats(cri::ListContainerStatsRequest {
-                        filter: Some(cri::ContainerStatsFilter {
-                            label_selector: sel,
-                            ..Default::default()
-                        }),
-                    })
-                    .await?
-                    .into_inner();
+        let req = cri::ListContainerStatsRequest {
+            filter: Some(cri::ContainerStatsFilter {
+                label_selector: selector.clone(),
+                ..Default::default()
+            }),
+        };
+        let c = time_n(
+            args.stats_reps,
+            &(rt.clone(), req),
+            |(mut rt, req)| async move {
+                let r = rt.list_container_stats(req).await?.into_inner();
                 if r.stats.len() != n || r.stats.iter().any(|s| s.cpu.is_none()) {
                     bail!(
                         "expected {n} running containers with CPU stats, got {}",
@@ -826,13 +865,13 @@ async fn stats_bench(
                     );
                 }
                 Ok(())
-            }
-        })
+            },
+        )
         .await?;
-        let d = time_n(args.stats_docker_reps.max(1), || {
-            let docker = docker.clone();
-            let ids = ids.clone();
-            async move {
+        let d = time_n(
+            args.stats_docker_reps,
+            &(docker.clone(), ids.clone()),
+            |(docker, ids)| async move {
                 for id in &ids {
                     let opts = bollard::query_parameters::StatsOptions {
                         stream: false,
@@ -841,9 +880,9 @@ async fn stats_bench(
                     let mut s = docker.stats(id, Some(opts));
                     s.next().await.context("no stats")??;
                 }
-                Ok(())
-            }
-        })
+                anyhow::Ok(())
+            },
+        )
         .await?;
         rows.push(row(
             &format!("ListContainerStats, {n} pods (vs docker stats each)"),
@@ -852,58 +891,4 @@ async fn stats_bench(
         ));
     }
     Ok(rows)
-}
-
-/// One pod (sandbox + a started `sleep` container); returns the container ID.
-async fn bench_pod(
-    mut rt: RuntimeServiceClient<Channel>,
-    image: &str,
-    run: &str,
-    i: usize,
-) -> anyhow::Result<String> {
-    let labels = std::collections::HashMap::from([("cri-bench".to_string(), run.to_string())]);
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("bench-{run}-{i}"),
-            namespace: "cri-bench".into(),
-            uid: format!("bench-{run}-{i}"),
-            attempt: 0,
-        }),
-        labels: labels.clone(),
-        ..Default::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
-    let id = rt
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod,
-            config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: "sleeper".into(),
-                    attempt: 0,
-                }),
-                image: Some(cri::ImageSpec {
-                    image: image.to_string(),
-                    ..Default::default()
-                }),
-                command: vec!["sleep".into(), "100000".into()],
-                labels,
-                ..Default::default()
-            }),
-            sandbox_config: Some(config),
-        })
-        .await?
-        .into_inner()
-        .container_id;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await?;
-    Ok(id)
 }

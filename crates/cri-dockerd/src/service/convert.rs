@@ -510,21 +510,26 @@ pub fn cgroup_parent(parent: &str, driver: &str) -> Result<String> {
     Ok(format!("{}.slice", parts.join("-")))
 }
 
+/// Docker's (and the checkpoint's) name of a CRI port protocol; `None` for an unknown value.
+pub(crate) fn protocol_name(protocol: i32) -> Option<&'static str> {
+    match cri::Protocol::try_from(protocol) {
+        Ok(cri::Protocol::Tcp) => Some("tcp"),
+        Ok(cri::Protocol::Udp) => Some("udp"),
+        Ok(cri::Protocol::Sctp) => Some("sctp"),
+        Err(_) => None,
+    }
+}
+
 fn port_bindings(ports: &[cri::PortMapping]) -> Result<Vec<PortBinding>> {
     ports
         .iter()
         .map(|p| {
-            let protocol = match cri::Protocol::try_from(p.protocol) {
-                Ok(cri::Protocol::Tcp) => "tcp",
-                Ok(cri::Protocol::Udp) => "udp",
-                Ok(cri::Protocol::Sctp) => "sctp",
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "PodSandboxConfig.port_mappings: unknown protocol {}",
-                        p.protocol
-                    )));
-                }
-            };
+            let protocol = protocol_name(p.protocol).ok_or_else(|| {
+                invalid(format!(
+                    "PodSandboxConfig.port_mappings: unknown protocol {}",
+                    p.protocol
+                ))
+            })?;
             let port = |name: &str, v: i32| {
                 u16::try_from(v)
                     .map_err(|_| invalid(format!("PodSandboxConfig.port_mappings: bad {name} {v}")))

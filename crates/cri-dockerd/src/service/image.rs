@@ -155,12 +155,18 @@ impl Runtime {
     }
 
     /// `ImageFsInfo`: usage of Docker's root directory — image layers as the image filesystem,
-    /// the containers' writable layers as the container filesystem. Inodes are those used on
+    /// the CRI containers' writable layers as the container filesystem. Inodes are those used on
     /// the filesystem holding the root directory (Docker does not count them per store).
+    ///
+    /// The writable layers come from the stats path's background walker (started here if no
+    /// stats call has started it; until its first pass a container counts as 0), never from
+    /// Docker's `/containers/json?size=true`, which sizes every container on the host per call:
+    /// kubelet asks every few seconds, and with a few hundred containers that took a minute.
     #[instrument(skip_all)]
     pub async fn image_fs_info(&self) -> Result<cri::ImageFsInfoResponse> {
         let info = self.docker.info().await?;
-        let usage = self.docker.disk_usage().await?;
+        let images_bytes = self.docker.images_disk_usage().await?;
+        let containers_bytes = self.writable_layers_bytes();
         let root = info.docker_root_dir;
         let inodes_used = inodes_used(Path::new(&root));
         let timestamp = now_ns();
@@ -174,13 +180,13 @@ impl Runtime {
         };
         tracing::debug!(
             root = %root,
-            images_bytes = usage.images_bytes,
-            containers_bytes = usage.containers_bytes,
+            images_bytes,
+            containers_bytes,
             "image fs info"
         );
         Ok(cri::ImageFsInfoResponse {
-            image_filesystems: vec![fs(usage.images_bytes)],
-            container_filesystems: vec![fs(usage.containers_bytes)],
+            image_filesystems: vec![fs(images_bytes)],
+            container_filesystems: vec![fs(containers_bytes)],
         })
     }
 

@@ -39,6 +39,8 @@ const MAX_POLL: Duration = Duration::from_millis(500);
 const MAX_ROTATED: usize = 9;
 /// Largest amount of Docker log read per batch.
 const READ_CHUNK: usize = 256 * 1024;
+/// Capacity of the partial-line buffer kept between polls.
+const PENDING_KEEP: usize = 4 * 1024;
 
 /// Copies container output to CRI-format log files.
 #[derive(Debug, Default)]
@@ -504,17 +506,19 @@ impl Copier {
         if self.docker.is_none() {
             return Ok(0);
         }
-        let mut buf = vec![0u8; READ_CHUNK];
         let mut consumed = 0u64;
         loop {
+            // Straight into `pending`, as much as there is (up to a chunk): no buffer is
+            // allocated (or zeroed) for the usual poll that finds nothing new.
             let n = match self.docker.as_mut() {
-                Some(f) => f.read(&mut buf)?,
+                Some(f) => Read::by_ref(f)
+                    .take(READ_CHUNK as u64)
+                    .read_to_end(&mut self.pending)?,
                 None => 0,
             };
             if n == 0 {
                 break;
             }
-            self.pending.extend_from_slice(&buf[..n]);
             let Some(last_nl) = self.pending.iter().rposition(|b| *b == b'\n') else {
                 continue;
             };
@@ -533,6 +537,10 @@ impl Copier {
             consumed += complete.len() as u64;
             self.state.docker_offset += complete.len() as u64;
             save_state(&self.state_path, &self.state)?;
+        }
+        // A burst of output grew `pending`; do not keep that much per container.
+        if self.pending.capacity() > PENDING_KEEP {
+            self.pending.shrink_to(PENDING_KEEP);
         }
         Ok(consumed)
     }

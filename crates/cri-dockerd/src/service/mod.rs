@@ -64,9 +64,14 @@ impl Runtime {
     pub fn new(docker: Arc<dyn DockerApi>, config: Arc<Config>) -> Self {
         let network = crate::network::from_config(&config);
         let owner = owner_id(&config.root_dir);
+        // The checkpoint index is read once, now; a failure is retried on first use.
+        let checkpoints = CheckpointStore::new(&config.root_dir);
+        if let Err(e) = checkpoints.preload() {
+            tracing::warn!("reading the sandbox checkpoints: {e}");
+        }
         Runtime {
             pod_cidr: std::sync::RwLock::new(config.pod_cidr.clone()),
-            checkpoints: CheckpointStore::new(&config.root_dir),
+            checkpoints,
             logs: LogManager::new(config.root_dir.join("logs")),
             host: tokio::sync::OnceCell::new(),
             owner,

@@ -25,14 +25,6 @@ pub(crate) fn rfc3339_to_nanos(s: &str) -> i64 {
     }
 }
 
-fn protocol_name(p: i32) -> &'static str {
-    match cri::Protocol::try_from(p) {
-        Ok(cri::Protocol::Udp) => "udp",
-        Ok(cri::Protocol::Sctp) => "sctp",
-        _ => "tcp",
-    }
-}
-
 impl Runtime {
     /// The Docker runtime for a CRI runtime handler: empty for Docker's default; otherwise it
     /// must be one of `docker info`'s runtimes.
@@ -210,7 +202,8 @@ impl Runtime {
                 .port_mappings
                 .iter()
                 .map(|p| PortMapping {
-                    protocol: protocol_name(p.protocol).into(),
+                    // An unknown protocol counts as TCP, as in the network layer.
+                    protocol: convert::protocol_name(p.protocol).unwrap_or("tcp").into(),
                     container_port: p.container_port,
                     host_port: p.host_port,
                     host_ip: p.host_ip.clone(),
@@ -278,16 +271,28 @@ impl Runtime {
             tracing::info!("StopPodSandbox: no such sandbox, nothing to stop");
             return Ok(());
         };
-        for c in self.sandbox_containers(&sb.id).await? {
-            if c.state == "running" || c.state == "paused" || c.state == "restarting" {
-                ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
-                self.view_note(&c.id, "exited").await;
-            }
-        }
+        // The app containers are killed (no grace: kubelet has stopped them already with
+        // theirs; this is the safety net, as in containerd) all at once: they are independent
+        // of each other, and only the pause container must outlive them.
+        let running: Vec<_> = self
+            .sandbox_containers(&sb.id)
+            .await?
+            .into_iter()
+            .filter(|c| matches!(c.state.as_str(), "running" | "paused" | "restarting"))
+            .collect();
+        let stops = running.iter().map(|c| async move {
+            ignore_not_found(self.docker.stop_container(&c.id, Duration::ZERO).await)?;
+            self.view_note(&c.id, "exited").await;
+            Ok::<_, Error>(())
+        });
+        futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         // Detach the network while the pause container (and its netns) still exists; the
         // pause container is stopped even when that fails, and the failure is returned so
         // that kubelet retries (DEL is idempotent and works from the cache without a netns).
-        let info = self.inspect_sandbox(&sb).await?;
+        let info = self.inspect_sandbox_for_network(&sb).await?;
         let network_err = if self.owns_sandbox_network(&sb, info.as_ref()) {
             self.teardown_sandbox_network(&sb, info.as_ref())
                 .await
@@ -317,15 +322,21 @@ impl Runtime {
         // A sandbox removed without StopPodSandbox: detach its network first (after a Stop
         // the pause container is not running and this is skipped).
         if sb.container.as_ref().is_some_and(|c| c.state == "running") {
-            let info = self.inspect_sandbox(&sb).await?;
+            let info = self.inspect_sandbox_for_network(&sb).await?;
             if self.owns_sandbox_network(&sb, info.as_ref()) {
                 self.teardown_sandbox_network(&sb, info.as_ref()).await?;
             }
         }
-        for c in self.sandbox_containers(&sb.id).await? {
+        // The app containers, all at once (independent of each other), before the pause
+        // container whose namespaces they joined.
+        let containers = self.sandbox_containers(&sb.id).await?;
+        let removals = containers.iter().map(|c| {
             self.remove_container_by_id(&c.id, c.labels.get(labels::LOG_PATH).map(String::as_str))
-                .await?;
-        }
+        });
+        futures_util::future::join_all(removals)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         if sb.container.is_some() {
             ignore_not_found(self.docker.remove_container(&sb.id, true).await)?;
             self.view.remove(&sb.id);
@@ -347,6 +358,20 @@ impl Runtime {
             Err(docker::Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The pause container's inspect data when the network plugin may own the sandbox's
+    /// network (the only use Stop and Remove have for it); `None` without a Docker call when it
+    /// cannot, whatever the inspect would say (no-op plugin, host network, made under no-op).
+    async fn inspect_sandbox_for_network(
+        &self,
+        sb: &SandboxEntry,
+    ) -> Result<Option<docker::ContainerInfo>> {
+        // Knowing less (no inspect data) only ever widens what `owns_sandbox_network` accepts.
+        if !self.owns_sandbox_network(sb, None) {
+            return Ok(None);
+        }
+        self.inspect_sandbox(sb).await
     }
 
     /// Whether a pod with (`host_network`) gets its network from the plugin rather than from
@@ -436,18 +461,12 @@ impl Runtime {
         }
     }
 
+    /// The CRI containers of a sandbox: from the event-fed view while it is served (every
+    /// CreateContainer puts its container there before it returns), else one Docker list.
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<docker::ContainerSummary>> {
-        Ok(self
-            .docker
-            .list_containers(&docker::ListFilter {
-                all: true,
-                labels: vec![
-                    format!("{}={}", labels::CONTAINER_TYPE, labels::TYPE_CONTAINER),
-                    format!("{}={sandbox_id}", labels::SANDBOX_ID),
-                ],
-                id: None,
-            })
-            .await?)
+        let mut all = self.list_container_summaries().await?;
+        all.retain(|c| c.labels.get(labels::SANDBOX_ID).map(String::as_str) == Some(sandbox_id));
+        Ok(all)
     }
 
     /// `PodSandboxStatus`.

@@ -99,17 +99,22 @@ pub fn container_state(docker_state: &str) -> cri::ContainerState {
     }
 }
 
-/// A listed container in CRI terms.
-pub fn container_to_cri(c: &ContainerSummary) -> cri::Container {
-    let (labels, annotations) = labels::extract(&c.labels);
-    let metadata = naming::parse_container_name(&c.name).or_else(|| {
+/// A container's CRI metadata: from its Docker name, else from its name label.
+pub fn container_metadata(c: &ContainerSummary) -> Option<cri::ContainerMetadata> {
+    naming::parse_container_name(&c.name).or_else(|| {
         c.labels
             .get(labels::CONTAINER_NAME)
             .map(|n| cri::ContainerMetadata {
                 name: n.clone(),
                 attempt: 0,
             })
-    });
+    })
+}
+
+/// A listed container in CRI terms.
+pub fn container_to_cri(c: &ContainerSummary) -> cri::Container {
+    let (labels, annotations) = labels::extract(&c.labels);
+    let metadata = container_metadata(c);
     cri::Container {
         id: c.id.clone(),
         pod_sandbox_id: c
@@ -173,6 +178,14 @@ impl Runtime {
         if id.is_empty() {
             return Err(Error::InvalidArgument("pod_sandbox_id is required".into()));
         }
+        // A full ID (what kubelet sends) from the view and the checkpoint index directly.
+        if let Some(container) = self.view.list_one(id, TYPE_SANDBOX) {
+            return Ok(Some(SandboxEntry {
+                id: id.to_string(),
+                container: Some(container),
+                checkpoint: self.checkpoint(id)?,
+            }));
+        }
         let all = self.list_sandbox_entries().await?;
         if let Some(e) = all.iter().find(|e| e.id == id) {
             return Ok(Some(e.clone()));
@@ -184,6 +197,16 @@ impl Runtime {
             (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
                 "pod sandbox ID prefix {id:?} is ambiguous"
             ))),
+        }
+    }
+
+    /// The readable checkpoint of sandbox `id` (an unreadable one counts as none, as in
+    /// lists); an error only when the checkpoint directory cannot be read.
+    fn checkpoint(&self, id: &str) -> Result<Option<SandboxCheckpoint>> {
+        match self.checkpoints.read(id) {
+            Ok(cp) => Ok(cp),
+            Err(crate::store::Error::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(Error::Internal(e.to_string())),
         }
     }
 

@@ -8,7 +8,8 @@
 //! first sample of a container reports no `usage_nano_cores` (field absent), later ones the rate
 //! over at least [`MIN_RATE_WINDOW_NS`]. Writable-layer sizes come from a background task that walks
 //! each container's upper directory one container at a time with an entry budget
-//! ([`LAYER_WALK_BUDGET`]) every [`LAYER_REFRESH`]; the request path only reads its results.
+//! ([`LAYER_WALK_BUDGET`]) every [`LAYER_REFRESH`]; the request path (and ImageFsInfo, which sums
+//! them as the container filesystem) only reads its results.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -294,14 +295,7 @@ fn cpu_memory(usage: &Usage, at_ns: i64, rate: Option<u64>) -> (cri::CpuUsage, c
 
 fn container_attributes(c: &ContainerSummary) -> cri::ContainerAttributes {
     let (labels, annotations) = labels::extract(&c.labels);
-    let metadata = naming::parse_container_name(&c.name).or_else(|| {
-        c.labels
-            .get(labels::CONTAINER_NAME)
-            .map(|n| cri::ContainerMetadata {
-                name: n.clone(),
-                attempt: 0,
-            })
-    });
+    let metadata = super::state::container_metadata(c);
     cri::ContainerAttributes {
         id: c.id.clone(),
         metadata,
@@ -416,6 +410,17 @@ impl Runtime {
                 tokio::time::sleep(LAYER_REFRESH).await;
             }
         });
+    }
+
+    /// Bytes of all CRI containers' writable layers as the background walker last saw them
+    /// (starting the walker if it is not running yet).
+    pub(super) fn writable_layers_bytes(&self) -> u64 {
+        self.ensure_layer_walker();
+        self.stats
+            .layers
+            .lock()
+            .map(|l| l.values().map(|u| u.bytes).sum())
+            .unwrap_or(0)
     }
 
     /// Stats of the listed containers `cs` (running ones get CPU/memory; others attributes and

@@ -100,8 +100,9 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    tombstones: HashSet<String>,
-    tomb_order: VecDeque<String>,
+    /// Deleted IDs, by [`tomb_key`] (8 bytes instead of a 64-character string each).
+    tombstones: HashSet<u64>,
+    tomb_order: VecDeque<u64>,
     seq: u64,
     healthy: bool,
 }
@@ -125,6 +126,13 @@ impl Default for View {
             resync_wanted: tokio::sync::Notify::new(),
         }
     }
+}
+
+/// A deleted ID's key in the tombstone set: a 64-bit hash (a false match among at most
+/// [`TOMBSTONES`] keys is a chance of about 2^-52 per lookup).
+fn tomb_key(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
 }
 
 fn transition(change: Change, s: &ContainerSummary) -> Transition {
@@ -187,7 +195,7 @@ impl View {
     }
 
     fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary) {
-        if inner.tombstones.contains(&s.id) {
+        if inner.tombstones.contains(&tomb_key(&s.id)) {
             return;
         }
         inner.seq += 1;
@@ -223,7 +231,7 @@ impl View {
     pub fn set_state(&self, id: &str, state: &str) -> bool {
         let mut inner = self.lock();
         let Some(e) = inner.entries.get(id) else {
-            return inner.tombstones.contains(id);
+            return inner.tombstones.contains(&tomb_key(id));
         };
         let mut s = e.summary.clone();
         s.state = state.to_string();
@@ -243,8 +251,9 @@ impl View {
             let old = rank(&e.summary.state).or(Some(0));
             self.emit(old, None, &e.summary);
         }
-        if inner.tombstones.insert(id.to_string()) {
-            inner.tomb_order.push_back(id.to_string());
+        let key = tomb_key(id);
+        if inner.tombstones.insert(key) {
+            inner.tomb_order.push_back(key);
             while inner.tomb_order.len() > TOMBSTONES {
                 if let Some(old) = inner.tomb_order.pop_front() {
                     inner.tombstones.remove(&old);
@@ -289,6 +298,22 @@ impl View {
             .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         Some(out)
+    }
+
+    /// The entry `id` if it is of type `container_type`; `None` also while the view may not
+    /// be served.
+    pub fn list_one(&self, id: &str, container_type: &str) -> Option<ContainerSummary> {
+        let inner = self.lock();
+        if !inner.healthy {
+            return None;
+        }
+        inner
+            .entries
+            .get(id)
+            .filter(|e| {
+                e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
+            })
+            .map(|e| e.summary.clone())
     }
 
     /// The last-known summary of `id`, served or not.

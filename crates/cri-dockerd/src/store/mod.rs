@@ -4,10 +4,16 @@
 //! checksum over the data; a write goes to a temporary file that is fsynced, renamed over the
 //! target and followed by an fsync of the directory, so a crash leaves the old or the new file,
 //! never a torn one. Checkpoints written by the Go cri-dockerd (`"version":"v1"`) are read too.
+//!
+//! The files are the source of truth across restarts; while the process runs, an in-memory
+//! index of them (read once, on first use, then updated by every write and remove) serves
+//! reads, so List and Status calls do not touch the directory. Files put into the directory by
+//! anything else while we run are not seen until the next start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -204,17 +210,29 @@ pub fn encode(cp: &SandboxCheckpoint) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec_pretty(&file)
 }
 
-/// The sandbox checkpoints of one cri-dockerd root directory.
+/// What the index holds for one file: its checkpoint, or why it could not be read (kept so
+/// that a corrupt file still counts as present, and is reported the same way on every read).
 #[derive(Debug, Clone)]
+enum Slot {
+    Good(Box<SandboxCheckpoint>),
+    Corrupt(String),
+}
+
+/// The sandbox checkpoints of one cri-dockerd root directory.
+#[derive(Debug)]
 pub struct CheckpointStore {
     dir: PathBuf,
+    /// Every file of the directory by sandbox ID; `None` until read (a failed read, e.g. an
+    /// unreadable directory, is tried again on the next use).
+    index: Mutex<Option<HashMap<String, Slot>>>,
 }
 
 impl CheckpointStore {
-    /// Checkpoints under `<root>/sandbox`.
+    /// Checkpoints under `<root>/sandbox`; the directory is read on first use.
     pub fn new(root: &Path) -> Self {
         CheckpointStore {
             dir: root.join("sandbox"),
+            index: Mutex::new(None),
         }
     }
 
@@ -228,9 +246,81 @@ impl CheckpointStore {
         Ok(self.dir.join(id))
     }
 
-    /// Write atomically and durably.
+    fn lock(&self) -> MutexGuard<'_, Option<HashMap<String, Slot>>> {
+        // The index is only replaced whole or changed one entry at a time; a panic elsewhere
+        // while the lock was held cannot leave it half-updated.
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The index, read from the directory if it has not been yet.
+    fn index(&self) -> Result<MutexGuard<'_, Option<HashMap<String, Slot>>>> {
+        let mut guard = self.lock();
+        if guard.is_none() {
+            *guard = Some(self.load()?);
+        }
+        Ok(guard)
+    }
+
+    /// Read the directory into the index now (at start-up) rather than on first use; returns
+    /// how many files it holds.
+    pub fn preload(&self) -> Result<usize> {
+        Ok(self.index()?.as_ref().map_or(0, HashMap::len))
+    }
+
+    /// Apply `f` to the index if it has been read (else the next read sees the files).
+    fn update(&self, f: impl FnOnce(&mut HashMap<String, Slot>)) {
+        if let Some(index) = self.lock().as_mut() {
+            f(index);
+        }
+    }
+
+    /// Read every file of the directory (the one time it is read).
+    fn load(&self) -> Result<HashMap<String, Slot>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut index = HashMap::new();
+        for name in entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+        {
+            let path = self.dir.join(&name);
+            let slot = match std::fs::read(&path) {
+                Ok(bytes) => match decode(&path, &name, &bytes) {
+                    Ok(cp) => Slot::Good(Box::new(cp)),
+                    Err(e) => {
+                        tracing::warn!(pod_sandbox_id = %name, "unreadable checkpoint: {e}");
+                        Slot::Corrupt(match e {
+                            Error::Corrupt { reason, .. } => reason,
+                            other => other.to_string(),
+                        })
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(Error::Io { path, source }),
+            };
+            index.insert(name, slot);
+        }
+        Ok(index)
+    }
+
+    /// Write atomically and durably, then record it in the index.
     pub fn write(&self, cp: &SandboxCheckpoint) -> Result<()> {
         let path = self.path(&cp.id)?;
+        // Read the directory before the first write, so the index knows the older files (if
+        // that fails, the index stays unread and a later read finds this file too). The file
+        // work below is done without holding the index, so that readers do not wait on fsync.
+        let _ = self.preload();
         let io = |source| Error::Io {
             path: path.clone(),
             source,
@@ -247,63 +337,69 @@ impl CheckpointStore {
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, &path).map_err(io)?;
+        self.update(|i| {
+            i.insert(cp.id.clone(), Slot::Good(Box::new(cp.clone())));
+        });
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io)?;
         Ok(())
     }
 
-    /// Read one checkpoint; `Ok(None)` when there is none.
+    /// One checkpoint; `Ok(None)` when there is none.
     pub fn read(&self, id: &str) -> Result<Option<SandboxCheckpoint>> {
         let path = self.path(id)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => decode(&path, id, &bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Io { path, source }),
+        match self.index()?.as_ref().and_then(|i| i.get(id)) {
+            None => Ok(None),
+            Some(Slot::Good(cp)) => Ok(Some(cp.as_ref().clone())),
+            Some(Slot::Corrupt(reason)) => Err(Error::Corrupt {
+                path,
+                reason: reason.clone(),
+            }),
         }
     }
 
     /// Remove one checkpoint; absent is fine.
     pub fn remove(&self, id: &str) -> Result<()> {
         let path = self.path(id)?;
+        let _ = self.preload();
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Io { path, source }),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Io { path, source }),
         }
+        self.update(|i| {
+            i.remove(id);
+        });
+        Ok(())
     }
 
-    /// IDs of every checkpoint file (not their validity).
+    /// IDs of every checkpoint file (readable or not), sorted.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Io {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
+        let mut ids: Vec<String> = self
+            .index()?
+            .as_ref()
+            .map(|i| i.keys().cloned().collect())
+            .unwrap_or_default();
         ids.sort();
         Ok(ids)
     }
 
-    /// Every readable checkpoint; corrupt ones are logged and skipped.
+    /// Every readable checkpoint, sorted by ID; unreadable ones were logged when first read.
     pub fn list(&self) -> Result<Vec<SandboxCheckpoint>> {
-        let mut out = Vec::new();
-        for id in self.ids()? {
-            match self.read(&id) {
-                Ok(Some(cp)) => out.push(cp),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(pod_sandbox_id = %id, "skipping checkpoint: {e}"),
-            }
-        }
+        let mut out: Vec<SandboxCheckpoint> = self
+            .index()?
+            .as_ref()
+            .map(|i| {
+                i.values()
+                    .filter_map(|s| match s {
+                        Slot::Good(cp) => Some(cp.as_ref().clone()),
+                        Slot::Corrupt(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 }
@@ -378,20 +474,84 @@ mod tests {
         s.write(&sample()).unwrap();
         let path = dir.path().join("sandbox/abc123");
         let text = std::fs::read_to_string(&path).unwrap();
+        // Files are read when a store first needs them (a restart): a fresh store each time.
+        let reopen = || CheckpointStore::new(dir.path());
         // A changed value with the old checksum.
         std::fs::write(&path, text.replace("\"web\"", "\"wob\"")).unwrap();
-        let e = s.read("abc123").unwrap_err();
+        let e = reopen().read("abc123").unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
         // Truncated file.
         std::fs::write(&path, &text[..text.len() / 2]).unwrap();
-        assert!(matches!(s.read("abc123"), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            reopen().read("abc123"),
+            Err(Error::Corrupt { .. })
+        ));
         // A checkpoint copied under another ID.
         std::fs::write(dir.path().join("sandbox/other"), &text).unwrap();
+        let s = reopen();
         assert!(matches!(s.read("other"), Err(Error::Corrupt { .. })));
-        // Corrupt files are skipped by list.
+        // Corrupt files are skipped by list, still counted by ids.
         assert!(s.list().unwrap().is_empty());
+        assert_eq!(
+            s.ids().unwrap(),
+            vec!["abc123".to_string(), "other".to_string()]
+        );
         // Path traversal is refused.
         assert!(s.read("../x").is_err());
+    }
+
+    #[test]
+    fn reads_come_from_the_index_loaded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // A Go-format file and one of ours, written before the store is opened (an upgrade,
+        // a restart).
+        let before = CheckpointStore::new(dir.path());
+        before.write(&sample()).unwrap();
+        let go = r#"{"version":"v1","name":"old","namespace":"ns","checksum":1}"#;
+        std::fs::write(dir.path().join("sandbox/goid"), go).unwrap();
+        let s = CheckpointStore::new(dir.path());
+        assert_eq!(s.preload().unwrap(), 2);
+        assert_eq!(s.read("goid").unwrap().unwrap().origin, Origin::Go);
+        assert_eq!(s.read("abc123").unwrap(), Some(sample()));
+        // Once loaded, the directory is not read again: a file removed behind the store's
+        // back is still served, and one added is not seen.
+        std::fs::remove_file(dir.path().join("sandbox/goid")).unwrap();
+        std::fs::write(dir.path().join("sandbox/late"), go).unwrap();
+        assert_eq!(s.list().unwrap().len(), 2);
+        assert_eq!(s.read("late").unwrap(), None);
+        // Writes and removes through the store keep the index and the files in step.
+        let mut changed = sample();
+        changed.id = "new1".into();
+        s.write(&changed).unwrap();
+        assert_eq!(s.read("new1").unwrap(), Some(changed.clone()));
+        s.remove("abc123").unwrap();
+        assert_eq!(s.read("abc123").unwrap(), None);
+        assert!(!dir.path().join("sandbox/abc123").exists());
+        let fresh = CheckpointStore::new(dir.path());
+        assert_eq!(fresh.read("new1").unwrap(), Some(changed));
+        assert_eq!(
+            fresh.ids().unwrap(),
+            vec!["late".to_string(), "new1".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_directory_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where the directory should be: reads fail, and the failure is not
+        // remembered as an empty index.
+        std::fs::write(dir.path().join("sandbox"), b"x").unwrap();
+        let s = CheckpointStore::new(dir.path());
+        assert!(s.list().is_err());
+        assert!(s.write(&sample()).is_err());
+        std::fs::remove_file(dir.path().join("sandbox")).unwrap();
+        std::fs::create_dir(dir.path().join("sandbox")).unwrap();
+        std::fs::write(
+            dir.path().join("sandbox/abc123"),
+            encode(&sample()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.list().unwrap(), vec![sample()]);
     }
 
     #[test]

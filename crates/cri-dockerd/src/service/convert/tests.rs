@@ -1247,3 +1247,16 @@ fn capability_names() {
     assert_eq!(capability_name("all").as_deref(), Some("ALL"));
     assert_eq!(capability_name("NOPE"), None);
 }
+
+#[test]
+fn protocol_names() {
+    for (protocol, want) in [
+        (cri::Protocol::Tcp as i32, Some("tcp")),
+        (cri::Protocol::Udp as i32, Some("udp")),
+        (cri::Protocol::Sctp as i32, Some("sctp")),
+        (3, None),
+        (-1, None),
+    ] {
+        assert_eq!(protocol_name(protocol), want, "{protocol}");
+    }
+}

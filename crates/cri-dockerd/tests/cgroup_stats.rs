@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::host::process_cpu_ns;
 use cri_dockerd::service::cgroup::{self, CgroupMounts, CgroupPaths};
 
 struct Container(String);
@@ -39,19 +40,6 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
-}
-
-/// CPU time of `pid` (utime + stime) in nanoseconds, from /proc/<pid>/stat.
-fn process_cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    // Fields 14 and 15 of stat; after "pid (comm) " they are at index 11 and 12.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz: u64 = common::command_output("getconf", &["CLK_TCK"])
-        .parse()
-        .unwrap();
-    ticks * (1_000_000_000 / hz)
 }
 
 #[test]

@@ -12,9 +12,10 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::host::{is_root, rand_u32};
+use common::pods::condition;
 use cri_dockerd::config::HairpinMode;
 use cri_dockerd::network::cni::kubenet::KubenetSettings;
 use cri_dockerd::network::{CniPlugin, Error, NetworkPlugin, PodNetwork, PortMapping, Protocol};
@@ -24,7 +25,7 @@ const PLUGINS: &str = "/usr/lib/cni";
 
 /// Whether these tests can run here (root, `ip`, the Debian plugins); fail under CI=true.
 fn can_run() -> bool {
-    let root = unsafe_free_is_root();
+    let root = is_root();
     let ok = root
         && Path::new(PLUGINS).join("bridge").exists()
         && Command::new("ip").arg("-V").output().is_ok();
@@ -37,35 +38,12 @@ fn can_run() -> bool {
     ok
 }
 
-fn unsafe_free_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 macro_rules! require_netns {
     () => {
         if !can_run() {
             return;
         }
     };
-}
-
-fn rand_u32() -> u32 {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
-        .unwrap_or(0);
-    let x = t ^ std::process::id().rotate_left(16) ^ N.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    // xorshift to spread the bits
-    let mut x = x ^ (x << 13);
-    x ^= x >> 17;
-    x ^ (x << 5)
 }
 
 fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
@@ -784,18 +762,7 @@ async fn no_op_logs_one_loud_warning() {
     let d = common::Daemon::start(&["--network-plugin=no-op"]).await;
     let mut rt = d.runtime().await;
     for _ in 0..2 {
-        let st = rt
-            .status(k8s_cri::v1::StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner();
-        let net = st
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.r#type == "NetworkReady")
-            .unwrap();
+        let net = condition(&mut rt, "NetworkReady").await;
         assert!(net.status, "no-op is always ready");
     }
     let log = d.log();

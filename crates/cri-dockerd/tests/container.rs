@@ -7,135 +7,47 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::Daemon;
+use common::pods::{
+    BUSYBOX, Pod, Rt, container_status, docker_create_half, remove_pod_sandbox, start_container,
+    string_map, unique, wait_until,
+};
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
-type Rt = RuntimeServiceClient<Channel>;
-
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
-struct Pod {
-    id: String,
-    uid: String,
-    config: cri::PodSandboxConfig,
-    _cleanup: PodCleanup,
-}
-
+/// A pod named `pod-{uid}` in namespace `ctest` with hostname `podhost`.
 async fn pod(rt: &mut Rt, d: &Daemon) -> Pod {
-    let uid = unique();
-    let cleanup = PodCleanup(uid.clone());
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("pod-{uid}"),
-            namespace: "ctest".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        hostname: "podhost".into(),
-        log_directory: d
-            .dir
-            .path()
-            .join("pods")
-            .join(&uid)
-            .to_string_lossy()
-            .into_owned(),
-        ..Default::default()
-    };
-    let id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        uid,
-        config,
-        _cleanup: cleanup,
-    }
+    Pod::run_with(rt, d, "pod", "ctest", |c| c.hostname = "podhost".into()).await
 }
 
+/// A busybox `sh -c script` container with a log path, a label and an annotation.
 fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: BUSYBOX.into(),
-            ..Default::default()
-        }),
-        command: vec!["sh".into(), "-c".into(), script.into()],
         log_path: format!("{name}/0.log"),
-        labels: HashMap::from([("role".to_string(), name.to_string())]),
-        annotations: HashMap::from([("why".to_string(), "test: a=b".to_string())]),
-        ..Default::default()
+        labels: string_map(&[("role", name)]),
+        annotations: string_map(&[("why", "test: a=b")]),
+        ..common::pods::container_config(name, &["sh", "-c", script])
     }
-}
-
-async fn create(rt: &mut Rt, p: &Pod, cfg: cri::ContainerConfig) -> String {
-    rt.create_container(cri::CreateContainerRequest {
-        pod_sandbox_id: p.id.clone(),
-        config: Some(cfg),
-        sandbox_config: Some(p.config.clone()),
-    })
-    .await
-    .expect("CreateContainer")
-    .into_inner()
-    .container_id
-}
-
-async fn status(rt: &mut Rt, id: &str) -> cri::ContainerStatus {
-    rt.container_status(cri::ContainerStatusRequest {
-        container_id: id.into(),
-        verbose: false,
-    })
-    .await
-    .expect("ContainerStatus")
-    .into_inner()
-    .status
-    .unwrap()
 }
 
 async fn wait_exited(rt: &mut Rt, id: &str) -> cri::ContainerStatus {
-    for _ in 0..200 {
-        let s = status(rt, id).await;
-        if s.state == cri::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        format!("container {id} did not exit"),
+        async || {
+            let s = container_status(rt, id).await;
+            (s.state == cri::ContainerState::ContainerExited as i32).then_some(s)
+        },
+    )
+    .await
+}
+
+/// A container filter for the pod (id or prefix) `id`.
+fn in_pod(id: &str) -> cri::ContainerFilter {
+    cri::ContainerFilter {
+        pod_sandbox_id: id.into(),
+        ..Default::default()
     }
-    panic!("container {id} did not exit");
 }
 
 async fn list(rt: &mut Rt, f: cri::ContainerFilter) -> Vec<String> {
@@ -159,11 +71,11 @@ async fn container_lifecycle_and_status() {
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d).await;
     let cfg = container_config("app", "echo hi; sleep 1000");
-    let id = create(&mut rt, &p, cfg.clone()).await;
+    let id = p.create(&mut rt, cfg.clone()).await;
 
     let name = common::docker(&["inspect", "--format", "{{.Name}}", &id]);
     assert_eq!(name, format!("/k8s_app_pod-{}_ctest_{}_0", p.uid, p.uid));
-    let s = status(&mut rt, &id).await;
+    let s = container_status(&mut rt, &id).await;
     assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
     assert!(s.created_at > 0);
     assert_eq!(s.started_at, 0);
@@ -177,12 +89,8 @@ async fn container_lifecycle_and_status() {
     let log_path = format!("{}/app/0.log", p.config.log_directory);
     assert_eq!(s.log_path, log_path);
 
-    rt.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .unwrap();
-    let s = status(&mut rt, &id).await;
+    start_container(&mut rt, &id).await;
+    let s = container_status(&mut rt, &id).await;
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
     assert!(s.started_at >= s.created_at, "{s:?}");
     assert!(std::path::Path::new(&log_path).parent().unwrap().is_dir());
@@ -199,7 +107,7 @@ async fn container_lifecycle_and_status() {
     assert_eq!(info["sandboxID"], p.id.as_str());
 
     // Prefix IDs work for status.
-    assert_eq!(status(&mut rt, &id[..12]).await.id, id);
+    assert_eq!(container_status(&mut rt, &id[..12]).await.id, id);
 
     // ReopenContainerLog on a running container.
     rt.reopen_container_log(cri::ReopenContainerLogRequest {
@@ -218,7 +126,7 @@ async fn container_lifecycle_and_status() {
         .await
         .unwrap();
     }
-    let s = status(&mut rt, &id).await;
+    let s = container_status(&mut rt, &id).await;
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert!(
         matches!(s.exit_code, 137 | 143),
@@ -286,11 +194,7 @@ async fn container_lifecycle_and_status() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &p.id).await;
 }
 
 #[tokio::test]
@@ -303,33 +207,15 @@ async fn exit_codes_and_reasons() {
         ("ok", "exit 0", 0, "Completed"),
         ("bad", "exit 3", 3, "Error"),
     ] {
-        let id = create(&mut rt, &p, container_config(name, script)).await;
-        rt.start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        let id = p.create(&mut rt, container_config(name, script)).await;
+        start_container(&mut rt, &id).await;
         let s = wait_exited(&mut rt, &id).await;
         assert_eq!(s.exit_code, code, "{name}");
         assert_eq!(s.reason, reason, "{name}");
         assert!(s.finished_at > 0);
     }
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
-    assert!(
-        list(
-            &mut rt,
-            cri::ContainerFilter {
-                pod_sandbox_id: p.id.clone(),
-                ..Default::default()
-            }
-        )
-        .await
-        .is_empty()
-    );
+    remove_pod_sandbox(&mut rt, &p.id).await;
+    assert!(list(&mut rt, in_pod(&p.id)).await.is_empty());
 }
 
 #[tokio::test]
@@ -340,20 +226,16 @@ async fn oom_killed_after_memory_update() {
     let p = pod(&mut rt, &d).await;
     // The limit is set through UpdateContainerResources (convert's create-time resources are
     // another engineer's), then the container fills 64 MiB.
-    let id = create(
-        &mut rt,
-        &p,
-        container_config(
-            "hog",
-            "sleep 2; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
-        ),
-    )
-    .await;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .unwrap();
+    let id = p
+        .create(
+            &mut rt,
+            container_config(
+                "hog",
+                "sleep 2; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+            ),
+        )
+        .await;
+    start_container(&mut rt, &id).await;
     let limit = 16 * 1024 * 1024;
     rt.update_container_resources(cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
@@ -377,7 +259,7 @@ async fn oom_killed_after_memory_update() {
         common::docker(&["inspect", "--format", "{{.HostConfig.CpuQuota}}", &id]),
         "50000"
     );
-    let s = status(&mut rt, &id).await;
+    let s = container_status(&mut rt, &id).await;
     let r = s.resources.unwrap().linux.unwrap();
     assert_eq!(r.memory_limit_in_bytes, limit);
     assert_eq!(r.cpu_shares, 256);
@@ -398,11 +280,7 @@ async fn oom_killed_after_memory_update() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &p.id).await;
 }
 
 #[tokio::test]
@@ -412,40 +290,25 @@ async fn list_filters() {
     let mut rt = d.runtime().await;
     let p1 = pod(&mut rt, &d).await;
     let p2 = pod(&mut rt, &d).await;
-    let a = create(&mut rt, &p1, container_config("a", "sleep 1000")).await;
-    let b = create(&mut rt, &p1, container_config("b", "sleep 1000")).await;
-    let c = create(&mut rt, &p2, container_config("a", "sleep 1000")).await;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: a.clone(),
-    })
-    .await
-    .unwrap();
+    let a = p1
+        .create(&mut rt, container_config("a", "sleep 1000"))
+        .await;
+    let b = p1
+        .create(&mut rt, container_config("b", "sleep 1000"))
+        .await;
+    let c = p2
+        .create(&mut rt, container_config("a", "sleep 1000"))
+        .await;
+    start_container(&mut rt, &a).await;
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v
     };
     assert_eq!(
-        list(
-            &mut rt,
-            cri::ContainerFilter {
-                pod_sandbox_id: p1.id.clone(),
-                ..Default::default()
-            }
-        )
-        .await,
+        list(&mut rt, in_pod(&p1.id)).await,
         sorted(vec![a.clone(), b.clone()])
     );
-    assert_eq!(
-        list(
-            &mut rt,
-            cri::ContainerFilter {
-                pod_sandbox_id: p2.id[..12].into(),
-                ..Default::default()
-            }
-        )
-        .await,
-        vec![c.clone()]
-    );
+    assert_eq!(list(&mut rt, in_pod(&p2.id[..12])).await, vec![c.clone()]);
     assert_eq!(
         list(
             &mut rt,
@@ -548,23 +411,9 @@ async fn list_filters() {
         common::docker(&["image", "inspect", "--format", "{{.Id}}", BUSYBOX])
     );
     for p in [&p1, &p2] {
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod_sandbox(&mut rt, &p.id).await;
     }
-    assert!(
-        list(
-            &mut rt,
-            cri::ContainerFilter {
-                pod_sandbox_id: p1.id.clone(),
-                ..Default::default()
-            }
-        )
-        .await
-        .is_empty()
-    );
+    assert!(list(&mut rt, in_pod(&p1.id)).await.is_empty());
 }
 
 #[tokio::test]
@@ -573,14 +422,10 @@ async fn containers_share_the_pod_network_and_ipc() {
     let d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d).await;
-    let x = create(&mut rt, &p, container_config("x", "sleep 1000")).await;
-    let y = create(&mut rt, &p, container_config("y", "sleep 1000")).await;
+    let x = p.create(&mut rt, container_config("x", "sleep 1000")).await;
+    let y = p.create(&mut rt, container_config("y", "sleep 1000")).await;
     for id in [&x, &y] {
-        rt.start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        start_container(&mut rt, id).await;
     }
     let ns = |id: &str, kind: &str| {
         common::docker(&["exec", id, "readlink", &format!("/proc/self/ns/{kind}")])
@@ -598,11 +443,7 @@ async fn containers_share_the_pod_network_and_ipc() {
         common::docker(&["exec", &y, "cat", "/dev/shm/marker"]),
         "shared"
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &p.id).await;
     for id in [&x, &y] {
         assert!(!common::docker_try(&["inspect", id]).0);
     }
@@ -614,14 +455,7 @@ async fn bad_input() {
     let d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d).await;
-    let before = list(
-        &mut rt,
-        cri::ContainerFilter {
-            pod_sandbox_id: p.id.clone(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let before = list(&mut rt, in_pod(&p.id)).await;
     assert!(before.is_empty());
 
     let mut no_md = container_config("m", "true");
@@ -649,24 +483,10 @@ async fn bad_input() {
             .unwrap_err();
         assert_eq!(e.code(), code, "{}", e.message());
     }
-    assert!(
-        list(
-            &mut rt,
-            cri::ContainerFilter {
-                pod_sandbox_id: p.id.clone(),
-                ..Default::default()
-            }
-        )
-        .await
-        .is_empty()
-    );
+    assert!(list(&mut rt, in_pod(&p.id)).await.is_empty());
 
     // A container in a removed sandbox.
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &p.id).await;
     let e = rt
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: p.id.clone(),
@@ -693,17 +513,14 @@ async fn restart_keeps_containers_and_removes_interrupted_creates() {
     let mut d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d).await;
-    let run = create(&mut rt, &p, container_config("run", "sleep 1000")).await;
-    let idle = create(&mut rt, &p, container_config("idle", "sleep 1000")).await;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: run.clone(),
-    })
-    .await
-    .unwrap();
-    let all = cri::ContainerFilter {
-        pod_sandbox_id: p.id.clone(),
-        ..Default::default()
-    };
+    let run = p
+        .create(&mut rt, container_config("run", "sleep 1000"))
+        .await;
+    let idle = p
+        .create(&mut rt, container_config("idle", "sleep 1000"))
+        .await;
+    start_container(&mut rt, &run).await;
+    let all = in_pod(&p.id);
     let before = rt
         .list_containers(cri::ListContainersRequest {
             filter: Some(all.clone()),
@@ -718,21 +535,7 @@ async fn restart_keeps_containers_and_removes_interrupted_creates() {
     let name = format!("k8s_half_pod-{}_ctest_{}_0", p.uid, p.uid);
     std::fs::create_dir_all(d.root().join("pending")).unwrap();
     std::fs::write(d.root().join("pending").join(&name), b"").unwrap();
-    let half = common::docker(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        "io.kubernetes.docker.type=container",
-        "--label",
-        &format!("io.kubernetes.sandbox.id={}", p.id),
-        "--label",
-        &format!("io.kubernetes.pod.uid={}", p.uid),
-        "--network",
-        "none",
-        BUSYBOX,
-        "true",
-    ]);
+    let half = docker_create_half(&name, &p.id, &p.uid);
 
     d.kill_and_restart().await;
     let mut rt = d.runtime().await;
@@ -752,16 +555,12 @@ async fn restart_keeps_containers_and_removes_interrupted_creates() {
     );
     assert!(!d.root().join("pending").join(&name).exists());
     assert_eq!(
-        status(&mut rt, &run).await.state,
+        container_status(&mut rt, &run).await.state,
         cri::ContainerState::ContainerRunning as i32
     );
     assert_eq!(
-        status(&mut rt, &idle).await.state,
+        container_status(&mut rt, &idle).await.state,
         cri::ContainerState::ContainerCreated as i32
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &p.id).await;
 }

@@ -4,116 +4,28 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::pods::{runtime_ready, wait_runtime_ready};
+use common::proxy::DockerProxy;
 use k8s_cri::v1 as cri;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinHandle;
 
-/// A proxy from `path` to the real docker socket, stoppable and restartable.
-struct Proxy {
-    path: PathBuf,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn new(path: &Path) -> Proxy {
-        Proxy {
-            path: path.to_path_buf(),
-            task: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = UnixListener::bind(&self.path).expect("bind proxy");
-        let upstream = common::docker_endpoint()
-            .trim_start_matches("unix://")
-            .to_string();
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = Vec::new();
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    break;
-                };
-                let upstream = upstream.clone();
-                conns.push(tokio::spawn(async move {
-                    if let Ok(mut up) = UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                }));
-                conns.retain(|c| !c.is_finished());
-            }
-        }));
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn runtime_ready(
-    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-) -> (bool, String) {
-    let st = rt
-        .status(cri::StatusRequest { verbose: false })
-        .await
-        .expect("Status always answers")
-        .into_inner();
-    let c = st
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.r#type == "RuntimeReady")
-        .unwrap();
-    (c.status, c.message)
-}
-
-async fn wait_ready(
-    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    want: bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (ready, msg) = runtime_ready(rt).await;
-        if ready == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "RuntimeReady stayed {ready} ({msg}), wanted {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn follows_dockerd_going_away_and_coming_back() {
     require_docker!();
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("docker.sock");
-    let mut proxy = Proxy::new(&sock);
-    proxy.start();
-    let d = Daemon::start(&[&format!("--docker-endpoint=unix://{}", sock.display())]).await;
+    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
+    let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
     let mut rt = d.runtime().await;
-    wait_ready(&mut rt, true).await;
+    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
     rt.version(cri::VersionRequest::default())
         .await
         .expect("version while up");
 
-    proxy.stop();
+    proxy.stop().await;
     let (ready, msg) = runtime_ready(&mut rt).await;
     assert!(!ready);
     assert!(msg.contains("docker"), "{msg}");
@@ -136,7 +48,7 @@ async fn follows_dockerd_going_away_and_coming_back() {
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 
     proxy.start();
-    wait_ready(&mut rt, true).await;
+    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
     let v = rt
         .version(cri::VersionRequest::default())
         .await
@@ -150,8 +62,8 @@ async fn starts_while_dockerd_is_down_and_recovers() {
     require_docker!();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("docker.sock");
-    let mut proxy = Proxy::new(&sock);
-    let d = Daemon::start(&[&format!("--docker-endpoint=unix://{}", sock.display())]).await;
+    let mut proxy = DockerProxy::new(&sock);
+    let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
     let mut rt = d.runtime().await;
     let (ready, msg) = runtime_ready(&mut rt).await;
     assert!(!ready, "no dockerd yet");
@@ -161,7 +73,7 @@ async fn starts_while_dockerd_is_down_and_recovers() {
     );
 
     proxy.start();
-    wait_ready(&mut rt, true).await;
+    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
     rt.version(cri::VersionRequest::default())
         .await
         .expect("version after dockerd appeared");

@@ -5,118 +5,36 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::pods::{
+    Pod, Rt, container_config, remove_pod_sandbox, start_container, stop_pod_sandbox, wait_until,
+};
+use common::proxy::DockerProxy;
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::task::{AbortHandle, JoinHandle};
 use tonic::Code;
-use tonic::transport::Channel;
 
-type Rt = RuntimeServiceClient<Channel>;
 type Events = tonic::Streaming<cri::ContainerEventResponse>;
 
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
 use cri::ContainerEventType as E;
 
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
-struct Pod {
-    id: String,
-    uid: String,
-    config: cri::PodSandboxConfig,
-    _cleanup: PodCleanup,
-}
+/// The events of a container (or sandbox) that was created, started, stopped and removed.
+const FULL_LIFECYCLE: [E; 4] = [
+    E::ContainerCreatedEvent,
+    E::ContainerStartedEvent,
+    E::ContainerStoppedEvent,
+    E::ContainerDeletedEvent,
+];
 
 async fn pod(rt: &mut Rt, d: &Daemon) -> Pod {
-    let uid = unique();
-    let cleanup = PodCleanup(uid.clone());
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("evpod-{uid}"),
-            namespace: "evtest".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        log_directory: d
-            .dir
-            .path()
-            .join("pods")
-            .join(&uid)
-            .to_string_lossy()
-            .into_owned(),
-        ..Default::default()
-    };
-    let id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        uid,
-        config,
-        _cleanup: cleanup,
-    }
+    Pod::run(rt, d, "evpod", "evtest").await
 }
 
 async fn create(rt: &mut Rt, p: &Pod, name: &str) -> String {
-    let config = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: BUSYBOX.into(),
-            ..Default::default()
-        }),
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "trap 'exit 0' TERM; sleep 300 & wait".into(),
-        ],
-        ..Default::default()
-    };
-    rt.create_container(cri::CreateContainerRequest {
-        pod_sandbox_id: p.id.clone(),
-        config: Some(config),
-        sandbox_config: Some(p.config.clone()),
-    })
-    .await
-    .expect("CreateContainer")
-    .into_inner()
-    .container_id
+    let script = "trap 'exit 0' TERM; sleep 300 & wait";
+    p.create(rt, container_config(name, &["sh", "-c", script]))
+        .await
 }
 
 async fn subscribe(rt: &mut Rt) -> Sub {
@@ -221,11 +139,7 @@ async fn lifecycle_events_in_order_for_two_subscribers_and_lists_stay_consistent
         list_state(&mut rt, &c).await,
         Some(cri::ContainerState::ContainerCreated)
     );
-    rt.start_container(cri::StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("StartContainer");
+    start_container(&mut rt, &c).await;
     assert_eq!(
         list_state(&mut rt, &c).await,
         Some(cri::ContainerState::ContainerRunning)
@@ -265,15 +179,7 @@ async fn lifecycle_events_in_order_for_two_subscribers_and_lists_stay_consistent
     let a_seen = events_until(&mut a, &c, E::ContainerDeletedEvent, &p.uid).await;
     let b_seen = events_until(&mut b, &c, E::ContainerDeletedEvent, &p.uid).await;
     for evs in [a_seen, b_seen] {
-        assert_eq!(
-            types(&evs),
-            vec![
-                E::ContainerCreatedEvent,
-                E::ContainerStartedEvent,
-                E::ContainerStoppedEvent,
-                E::ContainerDeletedEvent
-            ]
-        );
+        assert_eq!(types(&evs), FULL_LIFECYCLE);
         for e in &evs {
             assert_eq!(
                 e.pod_sandbox_status.as_ref().unwrap().id,
@@ -284,32 +190,16 @@ async fn lifecycle_events_in_order_for_two_subscribers_and_lists_stay_consistent
         }
     }
 
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
+    stop_pod_sandbox(&mut rt, &p.id).await;
     assert_eq!(
         sandbox_listed(&mut rt, &p.id).await,
         Some(cri::PodSandboxState::SandboxNotready)
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .expect("RemovePodSandbox");
+    remove_pod_sandbox(&mut rt, &p.id).await;
     assert_eq!(sandbox_listed(&mut rt, &p.id).await, None);
     // The sandbox has its own events, with container_id = sandbox id (as containerd sends).
     let evs = events_until(&mut a, &p.id, E::ContainerDeletedEvent, &p.uid).await;
-    assert_eq!(
-        types(&evs),
-        vec![
-            E::ContainerCreatedEvent,
-            E::ContainerStartedEvent,
-            E::ContainerStoppedEvent,
-            E::ContainerDeletedEvent
-        ]
-    );
+    assert_eq!(types(&evs), FULL_LIFECYCLE);
 }
 
 #[tokio::test]
@@ -320,112 +210,32 @@ async fn container_removed_behind_our_back_leaves_the_list() {
     let mut ev = subscribe(&mut rt).await;
     let p = pod(&mut rt, &d).await;
     let c = create(&mut rt, &p, "victim").await;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("StartContainer");
+    start_container(&mut rt, &c).await;
     assert!(list_state(&mut rt, &c).await.is_some());
 
     common::docker(&["rm", "-f", &c]);
-    let started = Instant::now();
-    while list_state(&mut rt, &c).await.is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still listed 5 s after docker rm -f"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "still listed 5 s after docker rm -f",
+        async || list_state(&mut rt, &c).await.is_none().then_some(()),
+    )
+    .await;
     let evs = events_until(&mut ev, &c, E::ContainerDeletedEvent, &p.uid).await;
-    assert_eq!(
-        types(&evs),
-        vec![
-            E::ContainerCreatedEvent,
-            E::ContainerStartedEvent,
-            E::ContainerStoppedEvent,
-            E::ContainerDeletedEvent
-        ]
-    );
-}
-
-/// A proxy from `path` to the real docker socket; stopping it also cuts every open connection,
-/// as a dockerd restart does.
-struct Proxy {
-    path: PathBuf,
-    task: Option<JoinHandle<()>>,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Proxy {
-    fn new(path: &Path) -> Proxy {
-        Proxy {
-            path: path.to_path_buf(),
-            task: None,
-            conns: Arc::default(),
-        }
-    }
-
-    fn start(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = UnixListener::bind(&self.path).expect("bind proxy");
-        let upstream = common::docker_endpoint()
-            .trim_start_matches("unix://")
-            .to_string();
-        let conns = self.conns.clone();
-        self.task = Some(tokio::spawn(async move {
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    break;
-                };
-                let upstream = upstream.clone();
-                let t = tokio::spawn(async move {
-                    if let Ok(mut up) = UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                conns.lock().unwrap().push(t.abort_handle());
-            }
-        }));
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            c.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    assert_eq!(types(&evs), FULL_LIFECYCLE);
 }
 
 #[tokio::test]
 async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile() {
     require_docker!();
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("docker.sock");
-    let mut proxy = Proxy::new(&sock);
-    proxy.start();
-    let d = Daemon::start(&[
-        "--network-plugin=no-op",
-        &format!("--docker-endpoint=unix://{}", sock.display()),
-    ])
-    .await;
+    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
+    let d = Daemon::start(&["--network-plugin=no-op", &proxy.endpoint_flag()]).await;
     let mut rt = d.runtime().await;
     let mut ev = subscribe(&mut rt).await;
     let p = pod(&mut rt, &d).await;
     let c = create(&mut rt, &p, "survivor").await;
-    rt.start_container(cri::StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("StartContainer");
+    start_container(&mut rt, &c).await;
     let evs = events_until(&mut ev, &c, E::ContainerStartedEvent, &p.uid).await;
     assert_eq!(
         types(&evs),
@@ -433,7 +243,7 @@ async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile(
     );
 
     // dockerd "goes away": List must not serve the last-known view as if all were fine.
-    proxy.stop();
+    proxy.stop().await;
     let started = Instant::now();
     loop {
         match rt
@@ -471,11 +281,7 @@ async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile(
     let c2 = create(&mut rt, &p, "after").await;
     let evs = events_until(&mut ev, &c2, E::ContainerCreatedEvent, &p.uid).await;
     assert_eq!(types(&evs), vec![E::ContainerCreatedEvent]);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: p.id.clone(),
-    })
-    .await
-    .expect("RemovePodSandbox");
+    remove_pod_sandbox(&mut rt, &p.id).await;
     let evs = events_until(&mut ev, &c2, E::ContainerDeletedEvent, &p.uid).await;
     assert_eq!(
         types(&evs),

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::host::Rng;
+use common::pods::unique;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::Code;
@@ -19,25 +21,8 @@ use tonic::transport::Channel;
 const CASES: usize = 120;
 const SEED: u64 = 0xf022_0001;
 
-/// xorshift64*: deterministic, so a failing case replays.
-struct Rng(u64);
-
+/// Hostile values from the shared deterministic PRNG, so a failing case replays.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-
     /// A hostile string; `escape` is a directory outside the daemon's, for traversal targets.
     fn string(&mut self, escape: &Path) -> String {
         let e = escape.display();
@@ -79,14 +64,6 @@ impl Rng {
         }
         m
     }
-}
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
 }
 
 /// Force-removes every container labelled with this run on drop.

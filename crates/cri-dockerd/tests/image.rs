@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use fake_registry::{FakeRegistry, LayerMode};
 use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1alpha2 as alpha;
+use k8s_cri::v1alpha2::image_service_client::ImageServiceClient as AlphaImageServiceClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const REGISTRY: &str = "127.0.0.1:5000";
 const PRIVATE_REGISTRY: &str = "127.0.0.1:5001";
@@ -43,6 +46,68 @@ fn spec(image: &str) -> Option<cri::ImageSpec> {
         image: image.into(),
         ..Default::default()
     })
+}
+
+type Img = ImageServiceClient<Channel>;
+
+/// PullImage of `reference` without auth; panics on failure.
+async fn pull(img: &mut Img, reference: &str) -> cri::PullImageResponse {
+    img.pull_image(cri::PullImageRequest {
+        image: spec(reference),
+        ..Default::default()
+    })
+    .await
+    .expect("PullImage")
+    .into_inner()
+}
+
+/// ImageStatus of `reference`, which must be present.
+async fn status(img: &mut Img, reference: &str) -> cri::Image {
+    img.image_status(cri::ImageStatusRequest {
+        image: spec(reference),
+        verbose: false,
+    })
+    .await
+    .expect("ImageStatus")
+    .into_inner()
+    .image
+    .expect("image present")
+}
+
+/// RemoveImage of `reference`; panics on failure.
+async fn remove(img: &mut Img, reference: &str) {
+    img.remove_image(cri::RemoveImageRequest {
+        image: spec(reference),
+    })
+    .await
+    .expect("RemoveImage");
+}
+
+/// ListImages matching `filter`; panics on failure.
+async fn list(img: &mut Img, filter: &str) -> Vec<cri::Image> {
+    img.list_images(cri::ListImagesRequest {
+        filter: Some(cri::ImageFilter {
+            image: spec(filter),
+        }),
+    })
+    .await
+    .expect("ListImages")
+    .into_inner()
+    .images
+}
+
+/// v1alpha2 ImageStatus of `reference`; panics on failure.
+async fn alpha_status(
+    a: &mut AlphaImageServiceClient<Channel>,
+    reference: &str,
+) -> alpha::ImageStatusResponse {
+    a.image_status(alpha::ImageStatusRequest {
+        image: aspec(reference),
+        verbose: false,
+    })
+    .await
+    .expect("ImageStatus")
+    .into_inner()
 }
 
 fn aspec(image: &str) -> Option<alpha::ImageSpec> {
@@ -223,32 +288,14 @@ async fn list_and_status_v1_and_v1alpha2() {
         ),
         ("cri-dockerd-test/absent-xyz", vec![]),
     ] {
-        let got = img
-            .list_images(cri::ListImagesRequest {
-                filter: Some(cri::ImageFilter {
-                    image: spec(filter),
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .images;
+        let got = list(&mut img, filter).await;
         let mut ids: Vec<String> = got.iter().map(|i| i.id.clone()).collect();
         ids.sort();
         let mut want = want;
         want.sort();
         assert_eq!(ids, want, "filter {filter}");
     }
-    let multi_tags = img
-        .list_images(cri::ListImagesRequest {
-            filter: Some(cri::ImageFilter {
-                image: spec("cri-dockerd-test/multi:c"),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .images;
+    let multi_tags = list(&mut img, "cri-dockerd-test/multi:c").await;
     for t in ["a", "b", "c"] {
         assert!(
             multi_tags[0]
@@ -331,36 +378,17 @@ async fn list_and_status_v1_and_v1alpha2() {
         .images;
     assert_eq!(al.len(), 1);
     assert_eq!(al[0].id, user_uid);
-    let s = a
-        .image_status(alpha::ImageStatusRequest {
-            image: aspec("cri-dockerd-test/user-uid"),
-            verbose: false,
-        })
+    let s = alpha_status(&mut a, "cri-dockerd-test/user-uid")
         .await
-        .unwrap()
-        .into_inner()
         .image
         .unwrap();
     assert_eq!(s.uid, Some(alpha::Int64Value { value: 1234 }));
-    let s = a
-        .image_status(alpha::ImageStatusRequest {
-            image: aspec("cri-dockerd-test/user-name"),
-            verbose: false,
-        })
+    let s = alpha_status(&mut a, "cri-dockerd-test/user-name")
         .await
-        .unwrap()
-        .into_inner()
         .image
         .unwrap();
     assert_eq!(s.username, "nobody");
-    let s = a
-        .image_status(alpha::ImageStatusRequest {
-            image: aspec(&absent_name),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let s = alpha_status(&mut a, &absent_name).await;
     assert!(s.image.is_none());
 }
 
@@ -376,31 +404,13 @@ async fn untagged_pull_fetches_latest_only() {
     let d = Daemon::start(&[]).await;
     let mut img = d.image().await;
     let bare = format!("{REGISTRY}/{repo}");
-    let r = img
-        .pull_image(cri::PullImageRequest {
-            image: spec(&bare),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = pull(&mut img, &bare).await;
     assert_eq!(r.image_ref, latest);
     assert!(image_id(&other).is_none(), "the :v1 tag was pulled too");
-    let s = img
-        .image_status(cri::ImageStatusRequest {
-            image: spec(&bare),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
-        .unwrap();
+    let s = status(&mut img, &bare).await;
     assert_eq!(s.id, latest);
     assert_eq!(s.repo_tags, vec![format!("{bare}:latest")]);
-    img.remove_image(cri::RemoveImageRequest { image: spec(&bare) })
-        .await
-        .unwrap();
+    remove(&mut img, &bare).await;
     assert_gone(&latest);
 }
 
@@ -417,25 +427,9 @@ async fn pull_by_tag_and_digest_returns_the_image_id_then_remove() {
     let by_digest = format!("{REGISTRY}/{repo}@{digest}");
 
     // By tag.
-    let r = img
-        .pull_image(cri::PullImageRequest {
-            image: spec(&by_tag),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = pull(&mut img, &by_tag).await;
     assert_eq!(r.image_ref, id, "image_ref is the image ID");
-    let s = img
-        .image_status(cri::ImageStatusRequest {
-            image: spec(&by_tag),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
-        .unwrap();
+    let s = status(&mut img, &by_tag).await;
     assert_eq!(s.id, id);
     assert_eq!(s.repo_tags, vec![by_tag.clone()]);
     assert_eq!(s.repo_digests, vec![by_digest.clone()]);
@@ -449,40 +443,16 @@ async fn pull_by_tag_and_digest_returns_the_image_id_then_remove() {
     assert!(listed.iter().any(|i| i.id == r.image_ref));
 
     // Remove by tag: gone entirely.
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec(&by_tag),
-    })
-    .await
-    .unwrap();
+    remove(&mut img, &by_tag).await;
     assert_gone(&id);
 
     // By digest: the same image ID.
-    let r = img
-        .pull_image(cri::PullImageRequest {
-            image: spec(&by_digest),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = pull(&mut img, &by_digest).await;
     assert_eq!(r.image_ref, id);
-    let s = img
-        .image_status(cri::ImageStatusRequest {
-            image: spec(&by_digest),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
-        .unwrap();
+    let s = status(&mut img, &by_digest).await;
     assert_eq!(s.id, id);
     assert!(s.repo_digests.contains(&by_digest));
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec(&by_digest),
-    })
-    .await
-    .unwrap();
+    remove(&mut img, &by_digest).await;
     assert_gone(&id);
 
     // v1alpha2: pull by tag, remove by ID.
@@ -504,11 +474,7 @@ async fn pull_by_tag_and_digest_returns_the_image_id_then_remove() {
     a.remove_image(alpha::RemoveImageRequest { image: aspec(&id) })
         .await
         .unwrap();
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec(&by_tag),
-    })
-    .await
-    .unwrap();
+    remove(&mut img, &by_tag).await;
 }
 
 #[tokio::test]
@@ -566,11 +532,7 @@ async fn private_registry_needs_the_right_credentials() {
         .unwrap()
         .into_inner();
     assert_eq!(r.image_ref, id);
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec(&reference),
-    })
-    .await
-    .unwrap();
+    remove(&mut img, &reference).await;
     assert_gone(&id);
 
     // The `auth` field (base64 user:password), over v1alpha2.
@@ -873,16 +835,12 @@ async fn bad_input_is_refused_and_nothing_is_left_behind() {
     }
     // Unknown images: RemoveImage succeeds, ImageStatus is empty.
     let unknown = format!("cri-dockerd-test/unknown-{}:x", suffix());
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec(&unknown),
-    })
-    .await
-    .unwrap();
-    img.remove_image(cri::RemoveImageRequest {
-        image: spec("sha256:0000000000000000000000000000000000000000000000000000000000000000"),
-    })
-    .await
-    .unwrap();
+    remove(&mut img, &unknown).await;
+    remove(
+        &mut img,
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .await;
     let after = common::docker(&["images", "-q", "--no-trunc"]);
     let before: std::collections::BTreeSet<_> = before.lines().collect();
     let leaked: Vec<_> = after.lines().filter(|l| !before.contains(l)).collect();

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::host::Rng;
+use common::pods::{condition, unique, wait_runtime_ready};
+use common::proxy::DockerProxy;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -25,14 +27,6 @@ const KILL_SEEDS: [u64; 3] = [0x5eed_0001, 0x5eed_0002, 0x5eed_0003];
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
 
 /// Docker IDs of every container (any state) in pod namespace `ns`.
 fn docker_ids(ns: &str) -> BTreeSet<String> {
@@ -59,30 +53,15 @@ impl Drop for NamespaceCleanup {
 
 fn pod_config(ns: &str, uid: &str, log_dir: &Path) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("pod-{uid}"),
-            namespace: ns.into(),
-            uid: uid.into(),
-            attempt: 0,
-        }),
         log_directory: log_dir.to_string_lossy().into_owned(),
-        ..Default::default()
+        ..common::pods::pod_config(&format!("pod-{uid}"), ns, uid)
     }
 }
 
 fn container_config() -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: "sleeper".into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: "cri-dockerd-test/busybox:latest".into(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "600".into()],
         log_path: "sleeper/0.log".into(),
-        ..Default::default()
+        ..common::pods::container_config("sleeper", &["sleep", "600"])
     }
 }
 
@@ -237,93 +216,17 @@ async fn concurrent_pods_all_succeed_and_are_cleaned_up() {
     assert!(left.is_empty(), "no checkpoints left: {left:?}");
 }
 
-/// A proxy from `path` to the real docker socket that can be cut (listener and every open
-/// connection) and restored, to simulate dockerd restarting without touching the shared one.
-struct Proxy {
-    path: PathBuf,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(path: &Path) -> Proxy {
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).expect("bind proxy");
-        let upstream = common::docker_endpoint()
-            .trim_start_matches("unix://")
-            .to_string();
-        let task = tokio::spawn(async move {
-            // Owned here: aborting this task drops the set, which aborts every connection.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    break;
-                };
-                let upstream = upstream.clone();
-                conns.spawn(async move {
-                    if let Ok(mut up) = UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
-        Proxy {
-            path: path.to_path_buf(),
-            task: Some(task),
-        }
-    }
-
-    fn cut(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
-async fn wait_runtime_ready(rt: &mut RuntimeServiceClient<Channel>, want: bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = rt
-            .status(req(cri::StatusRequest { verbose: false }))
-            .await
-            .expect("Status always answers")
-            .into_inner();
-        let ready = st
-            .status
-            .unwrap()
-            .conditions
-            .iter()
-            .any(|c| c.r#type == "RuntimeReady" && c.status);
-        if ready == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "RuntimeReady never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dockerd_restart_under_load_fails_fast_and_recovers() {
     require_docker!();
     let ns = format!("load-{}", unique());
     let _cleanup = NamespaceCleanup(ns.clone());
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("docker.sock");
-    let mut proxy = Proxy::start(&sock);
-    let d = Daemon::start(&[&format!("--docker-endpoint=unix://{}", sock.display())]).await;
+    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
+    let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
     let logs = tempfile::tempdir().unwrap();
     let mut rt = d.runtime().await;
-    wait_runtime_ready(&mut rt, true).await;
+    wait_runtime_ready(&mut rt, true, Duration::from_secs(20)).await;
     let mut pods = Vec::new();
     for i in 0..3 {
         pods.push(
@@ -380,17 +283,9 @@ async fn dockerd_restart_under_load_fails_fast_and_recovers() {
         });
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    proxy.cut();
+    proxy.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (ready_while_down, _) = {
-        let st = rt
-            .status(req(cri::StatusRequest { verbose: false }))
-            .await
-            .expect("Status answers while dockerd is away")
-            .into_inner();
-        let c = st.status.unwrap().conditions;
-        (c.iter().any(|c| c.r#type == "RuntimeReady" && c.status), c)
-    };
+    let ready_while_down = condition(&mut rt, "RuntimeReady").await.status;
     assert!(
         !ready_while_down,
         "RuntimeReady false while dockerd is away"
@@ -420,8 +315,8 @@ async fn dockerd_restart_under_load_fails_fast_and_recovers() {
         "some calls fail fast with Unavailable: {errors:?}"
     );
 
-    let mut proxy = Proxy::start(&sock);
-    wait_runtime_ready(&mut rt, true).await;
+    proxy.start();
+    wait_runtime_ready(&mut rt, true, Duration::from_secs(20)).await;
     let (sb, c) = run_pod(&mut rt, &ns, &format!("{ns}-after"), logs.path())
         .await
         .expect("a pod starts after dockerd came back");
@@ -431,21 +326,7 @@ async fn dockerd_restart_under_load_fails_fast_and_recovers() {
 
     remove_all_pods(&mut rt, &ns).await;
     assert!(docker_ids(&ns).is_empty(), "nothing left in docker");
-    proxy.cut();
-}
-
-/// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+    proxy.stop().await;
 }
 
 /// Lifecycle loop: RunPodSandbox, CreateContainer, StartContainer, StopContainer,

@@ -3,42 +3,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::Daemon;
+use common::pods::{
+    BUSYBOX, PodCleanup, Rt, container_config, pod_config, run_pod_sandbox, unique,
+};
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
-
-type Rt = RuntimeServiceClient<Channel>;
-
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
 
 /// A running pod with one running container: (sandbox id, container id, sandbox config).
 async fn running_pod(
@@ -48,40 +20,16 @@ async fn running_pod(
     command: &[&str],
 ) -> (String, Option<String>, cri::PodSandboxConfig) {
     let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("log-{uid}"),
-            namespace: "logtest".into(),
-            uid: uid.into(),
-            attempt: 0,
-        }),
         log_directory: d.dir.path().join("pods").to_string_lossy().into_owned(),
-        ..Default::default()
+        ..pod_config(&format!("log-{uid}"), "logtest", uid)
     };
-    let sid = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let sid = run_pod_sandbox(rt, &config).await;
     let cid = rt
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: sid.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: "app".into(),
-                    attempt: 0,
-                }),
-                image: Some(cri::ImageSpec {
-                    image: BUSYBOX.into(),
-                    ..Default::default()
-                }),
-                command: command.iter().map(|s| s.to_string()).collect(),
                 log_path: "app.log".into(),
-                labels: HashMap::new(),
-                ..Default::default()
+                ..container_config("app", command)
             }),
             sandbox_config: Some(config.clone()),
         })
@@ -190,17 +138,8 @@ async fn one_line_per_failure_and_json_format() {
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: sid.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: "broken".into(),
-                    attempt: 0,
-                }),
-                image: Some(cri::ImageSpec {
-                    image: BUSYBOX.into(),
-                    ..Default::default()
-                }),
-                command: vec!["/no/such/binary".into()],
                 log_path: "broken.log".into(),
-                ..Default::default()
+                ..container_config("broken", &["/no/such/binary"])
             }),
             sandbox_config: None,
         })
@@ -263,4 +202,39 @@ async fn one_line_per_failure_and_json_format() {
         before.lines().count() >= 2,
         "start-up and pod creation are logged: {before}"
     );
+}
+
+/// `--log-level=debug` shows our own debug lines (the per-call ones kubelet's polling makes) but
+/// not the libraries' frame-by-frame and body dumps (h2, hyper, tower, bollard); RUST_LOG still
+/// reaches them.
+#[tokio::test]
+async fn debug_level_is_ours_not_the_libraries() {
+    require_docker!();
+    let d = Daemon::start(&["--log-level=debug", "--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    let mut img = d.image().await;
+    for _ in 0..3 {
+        rt.version(cri::VersionRequest::default()).await.unwrap();
+        rt.list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .unwrap();
+        img.image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .unwrap();
+    }
+    let log = settled_log(&d).await;
+    assert!(log.contains("DEBUG"), "no debug lines at all: {log}");
+    for lib in [" h2::", " hyper", " tower", " bollard", " tonic::"] {
+        let noisy: Vec<&str> = log.lines().filter(|l| l.contains(lib)).collect();
+        assert!(
+            noisy.is_empty(),
+            "{lib} lines at --log-level=debug: {noisy:#?}"
+        );
+    }
 }

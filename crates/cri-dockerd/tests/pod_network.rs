@@ -14,27 +14,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Daemon;
+use common::host::{is_root, rand_u32};
+use common::pods::{BUSYBOX, Rt, condition, host_network, sandbox_status, try_run_pod_sandbox};
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::transport::Channel;
-
-type Rt = RuntimeServiceClient<Channel>;
 
 const PLUGINS: &str = "/usr/lib/cni";
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
 const INDEX: &str = "hello from cri-dockerd-test";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// Skip unless dockerd, root and the plugins are here (fail instead under CI=true).
 macro_rules! require_cni {
@@ -51,20 +38,6 @@ macro_rules! require_cni {
             return;
         }
     };
-}
-
-fn rand_u32() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0x1234_5678);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(11))
-        .unwrap_or(0);
-    let mut x =
-        t ^ std::process::id().rotate_left(19) ^ N.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^ (x << 5)
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -265,27 +238,11 @@ fn pod_config(net: &mut Net, name: &str, d: &Daemon) -> cri::PodSandboxConfig {
     }
 }
 
-async fn run(rt: &mut Rt, cfg: &cri::PodSandboxConfig) -> Result<String, tonic::Status> {
-    rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-        config: Some(cfg.clone()),
-        runtime_handler: String::new(),
-    })
-    .await
-    .map(|r| r.into_inner().pod_sandbox_id)
-}
-
 async fn network_status(rt: &mut Rt, id: &str) -> cri::PodSandboxNetworkStatus {
-    rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-        pod_sandbox_id: id.into(),
-        verbose: false,
-    })
-    .await
-    .expect("PodSandboxStatus")
-    .into_inner()
-    .status
-    .unwrap()
-    .network
-    .unwrap()
+    sandbox_status(rt, id)
+        .await
+        .network
+        .expect("network status")
 }
 
 /// Start busybox httpd serving /var/www on port 80 in the pod.
@@ -373,8 +330,12 @@ async fn two_pods_talk_by_pod_ip_host_port_works_and_removal_cleans_up() {
         host_ip: "127.0.0.1".into(),
     }];
     let cfg_b = pod_config(&mut net, "b", &d);
-    let a = run(&mut rt, &cfg_a).await.expect("RunPodSandbox a");
-    let b = run(&mut rt, &cfg_b).await.expect("RunPodSandbox b");
+    let a = try_run_pod_sandbox(&mut rt, &cfg_a)
+        .await
+        .expect("RunPodSandbox a");
+    let b = try_run_pod_sandbox(&mut rt, &cfg_b)
+        .await
+        .expect("RunPodSandbox b");
     assert_eq!(
         sh(
             "docker",
@@ -487,7 +448,9 @@ async fn dual_stack_pod_reports_both_addresses() {
     );
     let mut rt = d.runtime().await;
     let cfg = pod_config(&mut net, "ds", &d);
-    let id = run(&mut rt, &cfg).await.expect("RunPodSandbox");
+    let id = try_run_pod_sandbox(&mut rt, &cfg)
+        .await
+        .expect("RunPodSandbox");
     let st = network_status(&mut rt, &id).await;
     assert!(st.ip.starts_with(&net.v4_prefix), "{st:?}");
     assert_eq!(st.additional_ips.len(), 1, "{st:?}");
@@ -507,26 +470,13 @@ async fn without_cni_config_pods_are_refused_host_network_pods_run_and_ready_fli
     let flags = net.flags();
     let d = Daemon::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let mut rt = d.runtime().await;
-    let network_ready = |st: cri::StatusResponse| {
-        st.status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.r#type == "NetworkReady")
-            .unwrap()
-    };
-    let nr = network_ready(
-        rt.status(cri::StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let nr = condition(&mut rt, "NetworkReady").await;
     assert!(!nr.status);
     assert_eq!(nr.reason, "NetworkPluginNotReady");
 
     // A pod network pod is refused, leaving nothing.
     let cfg = pod_config(&mut net, "early", &d);
-    let e = run(&mut rt, &cfg).await.unwrap_err();
+    let e = try_run_pod_sandbox(&mut rt, &cfg).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("cni config uninitialized"), "{e:?}");
     assert_eq!(uid_containers(&cfg.metadata.as_ref().unwrap().uid), "");
@@ -534,31 +484,17 @@ async fn without_cni_config_pods_are_refused_host_network_pods_run_and_ready_fli
 
     // A hostNetwork pod runs without CNI: no cache file, no IP of its own.
     let mut host = pod_config(&mut net, "host", &d);
-    host.linux = Some(cri::LinuxPodSandboxConfig {
-        security_context: Some(cri::LinuxSandboxSecurityContext {
-            namespace_options: Some(cri::NamespaceOption {
-                network: cri::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let hid = run(&mut rt, &host)
+    host.linux = host_network();
+    let hid = try_run_pod_sandbox(&mut rt, &host)
         .await
         .expect("hostNetwork RunPodSandbox");
     assert_eq!(network_status(&mut rt, &hid).await.ip, "");
 
     // A conflist appears while the daemon runs: NetworkReady flips, pods run.
     net.write_conflist(&d, net.standard());
-    let nr = network_ready(
-        rt.status(cri::StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let nr = condition(&mut rt, "NetworkReady").await;
     assert!(nr.status, "{nr:?}");
-    let id = run(&mut rt, &cfg)
+    let id = try_run_pod_sandbox(&mut rt, &cfg)
         .await
         .expect("RunPodSandbox after the conflist");
     assert!(
@@ -598,7 +534,7 @@ async fn failing_plugin_fails_run_pod_sandbox_and_leaves_nothing() {
     );
     let mut rt = d.runtime().await;
     let cfg = pod_config(&mut net, "boom", &d);
-    let e = run(&mut rt, &cfg).await.unwrap_err();
+    let e = try_run_pod_sandbox(&mut rt, &cfg).await.unwrap_err();
     assert_eq!(e.code(), Code::Internal, "{e:?}");
     for want in ["boom refuses", "fixture says no", "code 7"] {
         assert!(
@@ -636,7 +572,7 @@ async fn daemon_killed_during_cni_add_leaves_nothing_after_restart_and_stop() {
     let cfg = pod_config(&mut net, "killed", &d);
     let uid = cfg.metadata.as_ref().unwrap().uid.clone();
     let mut rt = d.runtime().await;
-    let pending = tokio::spawn(async move { run(&mut rt, &cfg).await });
+    let pending = tokio::spawn(async move { try_run_pod_sandbox(&mut rt, &cfg).await });
     for _ in 0..200 {
         if mark.exists() {
             break;
@@ -682,9 +618,13 @@ async fn start_up_gc_releases_attachments_of_vanished_sandboxes_and_remove_detac
     net.write_conflist(&d, net.standard());
     let mut rt = d.runtime().await;
     let gone_cfg = pod_config(&mut net, "gone", &d);
-    let gone = run(&mut rt, &gone_cfg).await.expect("RunPodSandbox");
+    let gone = try_run_pod_sandbox(&mut rt, &gone_cfg)
+        .await
+        .expect("RunPodSandbox");
     let kept_cfg = pod_config(&mut net, "kept", &d);
-    let kept = run(&mut rt, &kept_cfg).await.expect("RunPodSandbox");
+    let kept = try_run_pod_sandbox(&mut rt, &kept_cfg)
+        .await
+        .expect("RunPodSandbox");
     let kept_ip = network_status(&mut rt, &kept).await.ip;
     assert_eq!(net.leases().len(), 2);
 

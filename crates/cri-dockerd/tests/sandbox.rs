@@ -6,56 +6,24 @@ mod common;
 use std::collections::HashMap;
 
 use common::Daemon;
+use common::pods::{
+    PodCleanup, Rt, host_network, remove_pod_sandbox, run_pod_sandbox, sandbox_status,
+    stop_pod_sandbox, string_map, unique,
+};
 use k8s_cri::v1 as cri;
 use tonic::Code;
 
-/// A unique suffix for names in this test run.
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
+/// Pod `pod-{uid}` in `sbtest`, attempt 1, with a hostname, labels and annotations.
 fn pod_config(uid: &str, log_dir: &std::path::Path) -> cri::PodSandboxConfig {
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("pod-{uid}"),
-            namespace: "sbtest".into(),
-            uid: uid.into(),
-            attempt: 1,
-        }),
+    let mut cfg = cri::PodSandboxConfig {
         hostname: format!("host-{}", &uid[..6]),
         log_directory: log_dir.to_string_lossy().into_owned(),
-        labels: HashMap::from([
-            ("app".to_string(), "web".to_string()),
-            ("uid".to_string(), uid.to_string()),
-            ("empty".to_string(), String::new()),
-        ]),
-        annotations: HashMap::from([
-            ("note".to_string(), "a=b,c_d".to_string()),
-            ("kubernetes.io/config.source".to_string(), "api".to_string()),
-        ]),
-        ..Default::default()
-    }
+        labels: string_map(&[("app", "web"), ("uid", uid), ("empty", "")]),
+        annotations: string_map(&[("note", "a=b,c_d"), ("kubernetes.io/config.source", "api")]),
+        ..common::pods::pod_config(&format!("pod-{uid}"), "sbtest", uid)
+    };
+    cfg.metadata.as_mut().unwrap().attempt = 1;
+    cfg
 }
 
 fn uid_ps(uid: &str) -> String {
@@ -67,24 +35,7 @@ fn uid_ps(uid: &str) -> String {
     ])
 }
 
-async fn run(
-    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    cfg: &cri::PodSandboxConfig,
-) -> String {
-    rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-        config: Some(cfg.clone()),
-        runtime_handler: String::new(),
-    })
-    .await
-    .expect("RunPodSandbox")
-    .into_inner()
-    .pod_sandbox_id
-}
-
-async fn list(
-    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    filter: cri::PodSandboxFilter,
-) -> Vec<cri::PodSandbox> {
+async fn list(rt: &mut Rt, filter: cri::PodSandboxFilter) -> Vec<cri::PodSandbox> {
     rt.list_pod_sandbox(cri::ListPodSandboxRequest {
         filter: Some(filter),
     })
@@ -95,7 +46,23 @@ async fn list(
 }
 
 fn by_uid(uid: &str) -> HashMap<String, String> {
-    HashMap::from([("uid".to_string(), uid.to_string())])
+    string_map(&[("uid", uid)])
+}
+
+/// A filter for the sandboxes labelled with `uid` (`pod_config` sets the label).
+fn of_uid(uid: &str) -> cri::PodSandboxFilter {
+    cri::PodSandboxFilter {
+        label_selector: by_uid(uid),
+        ..Default::default()
+    }
+}
+
+/// A filter for the sandbox with id (or id prefix) `id`.
+fn with_id(id: &str) -> cri::PodSandboxFilter {
+    cri::PodSandboxFilter {
+        id: id.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -106,7 +73,7 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
     let d = Daemon::start(&["--network-plugin=no-op"]).await;
     let mut rt = d.runtime().await;
     let cfg = pod_config(&uid, &d.dir.path().join("pods"));
-    let id = run(&mut rt, &cfg).await;
+    let id = run_pod_sandbox(&mut rt, &cfg).await;
     assert_eq!(id.len(), 64, "{id}");
 
     // Named and labelled as the Go original.
@@ -185,43 +152,14 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
     assert_eq!(hostname, cfg.hostname);
 
     // Listed with each filter; prefix IDs work.
-    let mine = list(
-        &mut rt,
-        cri::PodSandboxFilter {
-            label_selector: by_uid(&uid),
-            ..Default::default()
-        },
-    )
-    .await;
+    let mine = list(&mut rt, of_uid(&uid)).await;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].id, id);
     assert_eq!(mine[0].labels, cfg.labels);
     assert_eq!(mine[0].annotations, cfg.annotations);
     assert_eq!(mine[0].created_at, s.created_at);
-    assert_eq!(
-        list(
-            &mut rt,
-            cri::PodSandboxFilter {
-                id: id.clone(),
-                ..Default::default()
-            }
-        )
-        .await
-        .len(),
-        1
-    );
-    assert_eq!(
-        list(
-            &mut rt,
-            cri::PodSandboxFilter {
-                id: id[..12].into(),
-                ..Default::default()
-            }
-        )
-        .await
-        .len(),
-        1
-    );
+    assert_eq!(list(&mut rt, with_id(&id)).await.len(), 1);
+    assert_eq!(list(&mut rt, with_id(&id[..12])).await.len(), 1);
     let ready = Some(cri::PodSandboxStateValue {
         state: cri::PodSandboxState::SandboxReady as i32,
     });
@@ -279,22 +217,9 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
 
     // Stop -> NOTREADY (twice is fine).
     for _ in 0..2 {
-        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        stop_pod_sandbox(&mut rt, &id).await;
     }
-    let s = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let s = sandbox_status(&mut rt, &id).await;
     assert_eq!(s.state, cri::PodSandboxState::SandboxNotready as i32);
     assert_eq!(
         list(
@@ -312,25 +237,11 @@ async fn sandbox_lifecycle_status_list_stop_remove() {
 
     // Remove -> gone, checkpoint gone (twice is fine).
     for _ in 0..2 {
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod_sandbox(&mut rt, &id).await;
     }
     assert!(uid_ps(&uid).is_empty());
     assert!(!cp.exists());
-    assert!(
-        list(
-            &mut rt,
-            cri::PodSandboxFilter {
-                label_selector: by_uid(&uid),
-                ..Default::default()
-            }
-        )
-        .await
-        .is_empty()
-    );
+    assert!(list(&mut rt, of_uid(&uid)).await.is_empty());
     let e = rt
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: id.clone(),
@@ -347,16 +258,8 @@ async fn unknown_ids_stop_and_remove_succeed() {
     let d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let bogus = "f".repeat(64);
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: bogus.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: bogus.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod_sandbox(&mut rt, &bogus).await;
+    remove_pod_sandbox(&mut rt, &bogus).await;
     let e = rt
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: bogus,
@@ -440,24 +343,13 @@ async fn bad_input_is_refused_and_leaves_nothing() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
-    let s = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let s = sandbox_status(&mut rt, &id).await;
     assert_eq!(s.runtime_handler, "runc");
     assert_eq!(
         common::docker(&["inspect", "--format", "{{.HostConfig.Runtime}}", &id]),
         "runc"
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod_sandbox(&mut rt, &id).await;
     assert!(uid_ps(&uid).is_empty());
 }
 
@@ -469,37 +361,17 @@ async fn host_network_sandbox() {
     let d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let mut cfg = pod_config(&uid, &d.dir.path().join("pods"));
-    cfg.linux = Some(cri::LinuxPodSandboxConfig {
-        security_context: Some(cri::LinuxSandboxSecurityContext {
-            namespace_options: Some(cri::NamespaceOption {
-                network: cri::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let id = run(&mut rt, &cfg).await;
+    cfg.linux = host_network();
+    let id = run_pod_sandbox(&mut rt, &cfg).await;
     assert_eq!(
         common::docker(&["inspect", "--format", "{{.HostConfig.NetworkMode}}", &id]),
         "host"
     );
-    let s = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let s = sandbox_status(&mut rt, &id).await;
     let ns = s.linux.unwrap().namespaces.unwrap().options.unwrap();
     assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
     assert_eq!(s.network.unwrap().ip, "");
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod_sandbox(&mut rt, &id).await;
 }
 
 #[tokio::test]
@@ -510,23 +382,12 @@ async fn restart_recovery_keeps_state_and_cleans_half_created() {
     let mut d = Daemon::start(&[]).await;
     let mut rt = d.runtime().await;
     let cfg = pod_config(&uid, &d.dir.path().join("pods"));
-    let a = run(&mut rt, &cfg).await;
+    let a = run_pod_sandbox(&mut rt, &cfg).await;
     let mut cfg_b = cfg.clone();
     cfg_b.metadata.as_mut().unwrap().attempt = 2;
-    let b = run(&mut rt, &cfg_b).await;
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: b.clone(),
-    })
-    .await
-    .unwrap();
-    let before = list(
-        &mut rt,
-        cri::PodSandboxFilter {
-            label_selector: by_uid(&uid),
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = run_pod_sandbox(&mut rt, &cfg_b).await;
+    stop_pod_sandbox(&mut rt, &b).await;
+    let before = list(&mut rt, of_uid(&uid)).await;
     assert_eq!(before.len(), 2);
 
     // An interrupted RunPodSandbox: a pause container with our labels, never started, no
@@ -560,41 +421,20 @@ async fn restart_recovery_keeps_state_and_cleans_half_created() {
 
     d.kill_and_restart().await;
     let mut rt = d.runtime().await;
-    let after = list(
-        &mut rt,
-        cri::PodSandboxFilter {
-            label_selector: by_uid(&uid),
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut ids: Vec<_> = after
-        .iter()
-        .map(|s| {
-            (
-                s.id.clone(),
-                s.state,
-                s.created_at,
-                s.labels.clone(),
-                s.annotations.clone(),
-            )
-        })
-        .collect();
-    let mut want: Vec<_> = before
-        .iter()
-        .map(|s| {
-            (
-                s.id.clone(),
-                s.state,
-                s.created_at,
-                s.labels.clone(),
-                s.annotations.clone(),
-            )
-        })
-        .collect();
-    ids.sort_by(|x, y| x.0.cmp(&y.0));
-    want.sort_by(|x, y| x.0.cmp(&y.0));
-    assert_eq!(ids, want);
+    let after = list(&mut rt, of_uid(&uid)).await;
+    // What a restart must keep of each listed sandbox, in id order.
+    let kept = |list: &[cri::PodSandbox]| {
+        let mut v: Vec<_> = list
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                (s.id, s.state, s.created_at, s.labels, s.annotations)
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    assert_eq!(kept(&after), kept(&before));
     let (ok, _) = common::docker_try(&["inspect", &half]);
     assert!(
         !ok,
@@ -602,33 +442,16 @@ async fn restart_recovery_keeps_state_and_cleans_half_created() {
     );
 
     // The ghost is listed NOTREADY, and Stop/Remove clean it up.
-    let g = list(
-        &mut rt,
-        cri::PodSandboxFilter {
-            id: ghost.clone(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let g = list(&mut rt, with_id(&ghost)).await;
     assert_eq!(g.len(), 1);
     assert_eq!(g[0].state, cri::PodSandboxState::SandboxNotready as i32);
     assert_eq!(g[0].metadata.as_ref().unwrap().name, "gone");
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: ghost.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: ghost.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod_sandbox(&mut rt, &ghost).await;
+    remove_pod_sandbox(&mut rt, &ghost).await;
     assert!(!d.root().join("sandbox").join(&ghost).exists());
 
     for id in [a, b] {
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+        remove_pod_sandbox(&mut rt, &id).await;
     }
     assert!(uid_ps(&uid).is_empty());
 }
@@ -651,7 +474,7 @@ async fn failed_start_leaves_nothing_behind() {
     };
     let mut a = pod_config(&uid_a, &d.dir.path().join("pods"));
     a.port_mappings = vec![mapping.clone()];
-    let id_a = run(&mut rt, &a).await;
+    let id_a = run_pod_sandbox(&mut rt, &a).await;
     let bound = common::docker(&["port", &id_a]);
     assert!(bound.contains(&format!("127.0.0.1:{port}")), "{bound}");
     let mut b = pod_config(&uid_b, &d.dir.path().join("pods"));
@@ -684,11 +507,7 @@ async fn failed_start_leaves_nothing_behind() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(checkpoints, vec![std::ffi::OsString::from(&id_a)]);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: id_a,
-    })
-    .await
-    .unwrap();
+    remove_pod_sandbox(&mut rt, &id_a).await;
 }
 
 #[tokio::test]
@@ -731,7 +550,7 @@ async fn name_held_by_a_leftover_container_is_recovered() {
         "none",
         "cri-dockerd-test/pause:latest",
     ]);
-    let id = run(&mut rt, &cfg).await;
+    let id = run_pod_sandbox(&mut rt, &cfg).await;
     assert_ne!(id, leftover);
     assert!(
         !common::docker_try(&["inspect", &leftover]).0,
@@ -741,9 +560,7 @@ async fn name_held_by_a_leftover_container_is_recovered() {
         common::docker(&["inspect", "--format", "{{.Name}}", &id]),
         format!("/k8s_POD_pod-{uid}_sbtest_{uid}_1")
     );
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod_sandbox(&mut rt, &id).await;
     assert!(uid_ps(&uid).is_empty());
 }
 

@@ -5,124 +5,42 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Daemon;
+use common::host::process_cpu_ns;
+use common::pods::{Pod, Rt, container_config, string_map, wait_until};
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
-
-type Rt = RuntimeServiceClient<Channel>;
-
-const BUSYBOX: &str = "cri-dockerd-test/busybox:latest";
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-/// Removes every container of a pod uid on drop, also when the test failed.
-struct PodCleanup(String);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.uid={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
-struct Pod {
-    id: String,
-    config: cri::PodSandboxConfig,
-    _cleanup: PodCleanup,
-}
 
 async fn daemon() -> Daemon {
     Daemon::start(&["--network-plugin=no-op"]).await
 }
 
-async fn pod(rt: &mut Rt, d: &Daemon, labels: &[(&str, &str)]) -> Pod {
-    let uid = unique();
-    let cleanup = PodCleanup(uid.clone());
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: format!("pod-{uid}"),
-            namespace: "stattest".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        log_directory: d
-            .dir
-            .path()
-            .join("pods")
-            .join(&uid)
-            .to_string_lossy()
-            .into_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
-    let id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        config,
-        _cleanup: cleanup,
-    }
+/// A daemon, its runtime client and one pod without labels.
+async fn daemon_and_pod() -> (Daemon, Rt, Pod) {
+    let d = daemon().await;
+    let mut rt = d.runtime().await;
+    let p = pod(&mut rt, &d, &[]).await;
+    (d, rt, p)
 }
 
+/// A pod named `pod-{uid}` in namespace `stattest` with `labels`.
+async fn pod(rt: &mut Rt, d: &Daemon, labels: &[(&str, &str)]) -> Pod {
+    Pod::run_with(rt, d, "pod", "stattest", |c| c.labels = string_map(labels)).await
+}
+
+/// A busybox `sh -c script` container labelled `role=name`, started if `start`.
 async fn container(rt: &mut Rt, p: &Pod, name: &str, script: &str, start: bool) -> String {
     let cfg = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: BUSYBOX.into(),
-            ..Default::default()
-        }),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        labels: HashMap::from([("role".to_string(), name.to_string())]),
-        ..Default::default()
+        labels: string_map(&[("role", name)]),
+        ..container_config(name, &["sh", "-c", script])
     };
-    let id = rt
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: p.id.clone(),
-            config: Some(cfg),
-            sandbox_config: Some(p.config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
     if start {
-        rt.start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("StartContainer");
+        p.run_container(rt, cfg).await
+    } else {
+        p.create(rt, cfg).await
     }
-    id
 }
 
 async fn cstats(rt: &mut Rt, id: &str) -> cri::ContainerStats {
@@ -165,18 +83,6 @@ fn v(x: &Option<cri::UInt64Value>) -> u64 {
     x.as_ref().map(|v| v.value).expect("value present")
 }
 
-/// CPU time of `pid` (utime + stime) in nanoseconds, from /proc/<pid>/stat.
-fn process_cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz: u64 = common::command_output("getconf", &["CLK_TCK"])
-        .parse()
-        .unwrap();
-    ticks * (1_000_000_000 / hz)
-}
-
 fn pid_of(id: &str) -> u32 {
     common::docker(&["inspect", "-f", "{{.State.Pid}}", id])
         .parse()
@@ -186,9 +92,7 @@ fn pid_of(id: &str) -> u32 {
 #[tokio::test]
 async fn cpu_burner_rate_matches_the_process_cpu_time() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let id = container(&mut rt, &p, "burner", "while :; do :; done", true).await;
     let pid = pid_of(&id);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -244,9 +148,7 @@ async fn cpu_burner_rate_matches_the_process_cpu_time() {
 #[tokio::test]
 async fn working_set_shows_64_mib_in_shm() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let id = container(
         &mut rt,
         &p,
@@ -256,28 +158,27 @@ async fn working_set_shows_64_mib_in_shm() {
     )
     .await;
     let target = 64u64 << 20;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let m = cstats(&mut rt, &id).await.memory.unwrap();
-        let ws = v(&m.working_set_bytes);
-        if ws >= target {
-            assert!(ws <= target + target / 10, "working set {ws} vs 64 MiB");
-            assert!(v(&m.usage_bytes) >= ws);
-            let pm = pstats(&mut rt, &p.id).await.linux.unwrap().memory.unwrap();
-            assert!(v(&pm.working_set_bytes) >= target, "pod working set");
-            return;
-        }
-        assert!(Instant::now() < deadline, "working set stayed at {ws}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let m = wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        "working set stayed below 64 MiB",
+        async || {
+            let m = cstats(&mut rt, &id).await.memory.unwrap();
+            (v(&m.working_set_bytes) >= target).then_some(m)
+        },
+    )
+    .await;
+    let ws = v(&m.working_set_bytes);
+    assert!(ws <= target + target / 10, "working set {ws} vs 64 MiB");
+    assert!(v(&m.usage_bytes) >= ws);
+    let pm = pstats(&mut rt, &p.id).await.linux.unwrap().memory.unwrap();
+    assert!(v(&pm.working_set_bytes) >= target, "pod working set");
 }
 
 #[tokio::test]
 async fn pod_network_counters_grow_after_traffic() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let id = container(&mut rt, &p, "net", "sleep 1000", true).await;
     let before = pstats(&mut rt, &p.id).await.linux.unwrap().network.unwrap();
     let b = before.default_interface.unwrap();
@@ -325,9 +226,7 @@ async fn pod_network_counters_grow_after_traffic() {
 #[tokio::test]
 async fn writable_layer_usage_is_filled_in_the_background() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let id = container(
         &mut rt,
         &p,
@@ -337,25 +236,139 @@ async fn writable_layer_usage_is_filled_in_the_background() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = cstats(&mut rt, &id).await;
-        if let Some(w) = s.writable_layer {
-            let (bytes, inodes) = (v(&w.used_bytes), v(&w.inodes_used));
-            if bytes >= 2 << 20 {
-                assert!(inodes >= 12, "inodes {inodes}");
-                assert!(bytes < 4 << 20, "bytes {bytes}");
-                assert!(w.timestamp > 0);
-                assert!(!w.fs_id.unwrap().mountpoint.is_empty());
-                return;
+    let w = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        "writable layer never reached 2 MiB",
+        async || {
+            let w = cstats(&mut rt, &id).await.writable_layer?;
+            (v(&w.used_bytes) >= 2 << 20).then_some(w)
+        },
+    )
+    .await;
+    let (bytes, inodes) = (v(&w.used_bytes), v(&w.inodes_used));
+    assert!(inodes >= 12, "inodes {inodes}");
+    assert!(bytes < 4 << 20, "bytes {bytes}");
+    assert!(w.timestamp > 0);
+    assert!(!w.fs_id.unwrap().mountpoint.is_empty());
+}
+
+/// A unix-socket proxy in front of dockerd that keeps what the daemon sends (its requests).
+struct DockerRecorder {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DockerRecorder {
+    fn start(path: &std::path::Path) -> DockerRecorder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(path).expect("bind proxy");
+        let upstream = common::docker_endpoint()
+            .trim_start_matches("unix://")
+            .to_string();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = sent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::UnixStream::connect(&upstream).await else {
+                    continue;
+                };
+                let keep = keep.clone();
+                tokio::spawn(async move {
+                    let (mut down_r, mut down_w) = down.into_split();
+                    let (mut up_r, mut up_w) = up.into_split();
+                    let requests = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = down_r.read(&mut buf).await {
+                            keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if up_w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = up_w.shutdown().await;
+                    };
+                    let answers = async {
+                        let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+                        let _ = down_w.shutdown().await;
+                    };
+                    tokio::join!(requests, answers);
+                });
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writable layer never reached 2 MiB"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        });
+        DockerRecorder { sent, task }
     }
+
+    /// The request lines seen so far (`GET /v1.41/... HTTP/1.1`).
+    fn request_lines(&self) -> Vec<String> {
+        let sent = self.sent.lock().unwrap();
+        String::from_utf8_lossy(&sent)
+            .lines()
+            .filter(|l| l.ends_with(" HTTP/1.1"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for DockerRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// ImageFsInfo (kubelet calls it every few seconds) reports the containers' writable layers from
+/// the background walker, not by asking Docker to size every container on the host
+/// (`/containers/json?size=true` walks each writable layer and took a minute per call with a
+/// few hundred containers on a busy machine).
+#[tokio::test]
+async fn image_fs_info_counts_writable_layers_without_a_docker_size_walk() {
+    require_docker!();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let recorder = DockerRecorder::start(&sock);
+    let d = Daemon::start(&[
+        "--network-plugin=no-op",
+        &format!("--docker-endpoint=unix://{}", sock.display()),
+    ])
+    .await;
+    let mut rt = d.runtime().await;
+    let mut img = d.image().await;
+    let p = pod(&mut rt, &d, &[]).await;
+    container(
+        &mut rt,
+        &p,
+        "disk",
+        "head -c 3145728 /dev/urandom > /big; sleep 1000",
+        true,
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        "the container filesystem never counted the 3 MiB written",
+        async || {
+            let r = img
+                .image_fs_info(cri::ImageFsInfoRequest {})
+                .await
+                .expect("ImageFsInfo")
+                .into_inner();
+            assert!(v(&r.image_filesystems[0].used_bytes) > 0);
+            (v(&r.container_filesystems[0].used_bytes) >= 3 << 20).then_some(())
+        },
+    )
+    .await;
+    let lines = recorder.request_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("/images/json")),
+        "requests went through the proxy: {lines:?}"
+    );
+    let sized: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("/containers/json") && l.contains("size=true"))
+        .collect();
+    assert!(
+        sized.is_empty(),
+        "Docker was asked to size containers: {sized:?}"
+    );
 }
 
 #[tokio::test]
@@ -478,9 +491,7 @@ async fn filters_non_running_containers_and_errors() {
 #[tokio::test]
 async fn a_stats_cycle_logs_nothing_at_info() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (d, mut rt, p) = daemon_and_pod().await;
     let id = container(&mut rt, &p, "quiet", "sleep 1000", true).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mark = d.log().len();
@@ -506,9 +517,7 @@ async fn a_stats_cycle_logs_nothing_at_info() {
 #[tokio::test]
 async fn pod_metrics_carry_cadvisor_names_and_labels() {
     require_docker!();
-    let d = daemon().await;
-    let mut rt = d.runtime().await;
-    let p = pod(&mut rt, &d, &[]).await;
+    let (_d, mut rt, p) = daemon_and_pod().await;
     let id = container(&mut rt, &p, "metered", "echo hi > /f; sleep 1000", true).await;
     let descs = rt
         .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})

@@ -7,11 +7,12 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::Proc;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -27,64 +28,6 @@ fn base_args(dir: &Path) -> Vec<String> {
         "--pod-infra-container-image=cri-dockerd-test/pause:latest".into(),
         format!("--docker-endpoint={}", common::docker_endpoint()),
     ]
-}
-
-/// A child process (the daemon, possibly behind an exec'ing launcher) killed on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .env_remove("DOCKER_HOST");
-        if !cmd.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET") {
-            cmd.env_remove("NOTIFY_SOCKET");
-        }
-        Proc {
-            child: cmd.spawn().expect("spawn"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} failed");
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {secs}s; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A gRPC channel over an already connected stream (connected before the daemon existed).
@@ -145,14 +88,7 @@ async fn socket_activation_with_systemd_socket_activate() {
         .args(base_args(dir.path()));
     let mut p = Proc::spawn(cmd, dir.path().join("daemon.log"));
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        if let Ok(s) = UnixStream::connect(&socket) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no socket; log:\n{}", p.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let stream = p.connect(&socket, 10);
     let v = version_over(stream, || p.log()).await;
     assert_eq!(v.runtime_name, "docker");
     assert_eq!(v.runtime_api_version, "v1");
@@ -447,14 +383,7 @@ fn drain_deadline_closes_connections_that_never_finish() {
     .env_remove("LISTEN_FDS")
     .env_remove("LISTEN_PID");
     let mut p = Proc::spawn(cmd, dir.path().join("daemon.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stuck = loop {
-        if let Ok(s) = UnixStream::connect(&socket) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no socket; log:\n{}", p.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut stuck = p.connect(&socket, 20);
     // Connection preface and an empty SETTINGS frame; then silence (never ACKs, never reads).
     stuck
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")

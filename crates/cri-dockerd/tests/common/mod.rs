@@ -2,6 +2,11 @@
 //! the local dockerd and connect generated CRI clients to it.
 #![allow(dead_code)]
 
+pub mod host;
+pub mod pods;
+pub mod process;
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -117,6 +117,30 @@ pub async fn run_plugin(
     result
 }
 
+/// How often a spawn that found the binary busy (`ETXTBSY`) is tried again, and the pause before
+/// each retry.
+const BUSY_RETRIES: u32 = 10;
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Spawn `cmd`, trying again for a short while when the kernel says the binary is busy
+/// (`ETXTBSY`): the plugin file is still open for writing somewhere, e.g. it is being installed or
+/// replaced, or another process forked while holding it open and has not exec'd yet. The
+/// condition is transient; failing the pod's network set-up over it would not be.
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < BUSY_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(BUSY_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn run_plugin_unmeasured(
     path: &Path,
     stdin: &[u8],
@@ -135,10 +159,12 @@ async fn run_plugin_unmeasured(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut child = spawn_retrying_busy(&mut cmd)
+        .await
+        .map_err(|source| Error::Spawn {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let input = stdin.to_vec();
     let mut child_stdin = child.stdin.take();
     let writer = async move {
@@ -307,6 +333,40 @@ mod tests {
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["got"]["a"], 1);
         assert_eq!(v["cmd"], "CHECK");
+    }
+
+    #[tokio::test]
+    async fn a_busy_plugin_file_is_run_once_it_is_released() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "busy", "echo '{}'");
+        // Held open for writing, as while a package manager replaces it or while another
+        // process that forked with it open has not exec'd yet: exec fails with ETXTBSY.
+        let writer = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let busy = std::process::Command::new(&p).output().unwrap_err();
+        assert_eq!(busy.raw_os_error(), Some(libc::ETXTBSY), "{busy}");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            drop(writer);
+        });
+        let out = run_plugin(&p, b"", &[], Duration::from_secs(10), label(Command::Add))
+            .await
+            .unwrap();
+        release.join().unwrap();
+        assert_eq!(out, b"{}\n");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_stays_busy_is_a_spawn_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "busy", "echo '{}'");
+        let _writer = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let err = run_plugin(&p, b"", &[], Duration::from_secs(10), label(Command::Add))
+            .await
+            .unwrap_err();
+        match err {
+            Error::Spawn { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ETXTBSY)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -232,16 +232,25 @@ impl Runtime {
     #[tracing::instrument(skip_all, fields(container_id = %id))]
     pub async fn remove_container(&self, id: &str) -> Result<()> {
         self.host().await?;
-        let Some(info) = self.inspect_cri_container(id).await? else {
-            tracing::info!("RemoveContainer: no such container, nothing to remove");
-            return Ok(());
+        // The view knows a container by its full ID with its labels (the log path among
+        // them): no inspect needed. A prefix, or a view not being served, takes the inspect.
+        let (full_id, log_path) = match self.view.list_one(id, TYPE_CONTAINER) {
+            Some(s) => {
+                let log = s.labels.get(labels::LOG_PATH).cloned();
+                (s.id, log)
+            }
+            None => {
+                let Some(info) = self.inspect_cri_container(id).await? else {
+                    tracing::info!("RemoveContainer: no such container, nothing to remove");
+                    return Ok(());
+                };
+                let log = info.labels.get(labels::LOG_PATH).cloned();
+                (info.id, log)
+            }
         };
-        self.remove_container_by_id(
-            &info.id,
-            info.labels.get(labels::LOG_PATH).map(String::as_str),
-        )
-        .await?;
-        tracing::info!(container_id = %info.id, "container removed");
+        self.remove_container_by_id(&full_id, log_path.as_deref())
+            .await?;
+        tracing::info!(container_id = %full_id, "container removed");
         Ok(())
     }
 

@@ -160,7 +160,31 @@ fn init_tracing(config: &Config) {
 /// that never closes its connection would keep `systemctl stop` waiting forever.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Raise the soft limit of open files to the hard one, as Go programs (the original among
+/// them) do at start: the stats path keeps each container's cgroup usage files open, and a
+/// busy node has hundreds of containers. Failing to raise it only means fewer kept files.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(
+            "open files limit raised from {:?} to {:?}",
+            limit.current,
+            limit.maximum
+        ),
+        Err(e) => tracing::debug!("cannot raise the open files limit: {e}"),
+    }
+}
+
 fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

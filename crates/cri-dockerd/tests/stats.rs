@@ -572,3 +572,77 @@ async fn pod_metrics_carry_cadvisor_names_and_labels() {
         assert_eq!(m.label_values.len(), keys[&m.name].len(), "{}", m.name);
     }
 }
+
+/// The daemon's open files under the cgroup filesystem.
+fn open_cgroup_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.starts_with("/sys/fs/cgroup"))
+        .count()
+}
+
+#[tokio::test]
+async fn kept_cgroup_files_are_closed_when_their_containers_go() {
+    require_docker!();
+    let (d, mut rt, p) = daemon_and_pod().await;
+    let pid = d.child.id();
+    let ids = [
+        container(&mut rt, &p, "kept-a", "sleep 1000", true).await,
+        container(&mut rt, &p, "kept-b", "sleep 1000", true).await,
+    ];
+    // Other tests' containers are on this host too: list only this pod's, so only ours are read.
+    let only_this_pod = cri::ContainerStatsFilter {
+        pod_sandbox_id: p.id.clone(),
+        ..Default::default()
+    };
+    let before = open_cgroup_files(pid);
+    for id in &ids {
+        let s = cstats(&mut rt, id).await;
+        assert!(s.cpu.is_some() && s.memory.is_some(), "{s:?}");
+    }
+    // Each running container's usage files stay open between calls (cgroup v1 here).
+    let kept = open_cgroup_files(pid) - before;
+    assert_eq!(
+        kept,
+        2 * 5,
+        "memory.stat/usage/limit, cpuacct.usage, pids.current each"
+    );
+    let again = cstats(&mut rt, &ids[0]).await;
+    assert!(again.cpu.is_some(), "read again through the kept files");
+    assert_eq!(
+        open_cgroup_files(pid) - before,
+        kept,
+        "nothing opened twice"
+    );
+
+    // Stopped: the next list closes that container's files (its cgroup is gone).
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: ids[0].clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the stopped container's cgroup files stayed open",
+        async || {
+            let _ = list(&mut rt, Some(only_this_pod.clone())).await;
+            (open_cgroup_files(pid) == before + 5).then_some(())
+        },
+    )
+    .await;
+    // Removed: the list after it forgets the other container's files as well.
+    common::pods::stop_and_remove_pod(&mut rt, &p.id).await;
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the removed pod's cgroup files stayed open",
+        async || {
+            let _ = list(&mut rt, Some(only_this_pod.clone())).await;
+            (open_cgroup_files(pid) == before).then_some(())
+        },
+    )
+    .await;
+}

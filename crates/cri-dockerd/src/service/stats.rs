@@ -1,9 +1,12 @@
 //! Container and pod stats (ContainerStats, ListContainerStats, PodSandboxStats,
 //! ListPodSandboxStats), read from the cgroup filesystem and `/proc`, not from Docker's stats API.
 //!
-//! Per request there is one Docker list call; the pid of each running container is learned once
-//! by inspect and cached (a running container's pid never changes; the cache entry is checked
-//! against `/proc/<pid>/cgroup` on every use, so a restarted container is looked up again). CPU
+//! Lists come from the event-fed view; the pid and cgroup directories of each running container
+//! are learned once (one inspect, one read of `/proc/<pid>/cgroup`) and cached. A container's
+//! cgroup directories are named after its ID and never move, so container stats read them
+//! without looking at the pid again; where the pid itself matters (a sandbox's network
+//! counters, a container's start time in the metrics) the entry is checked against
+//! `/proc/<pid>/cgroup` on use, so a restarted container is looked up again. CPU
 //! `usage_nano_cores` is the rate between the previous sample kept here and the current one: the
 //! first sample of a container reports no `usage_nano_cores` (field absent), later ones the rate
 //! over at least [`MIN_RATE_WINDOW_NS`]. Writable-layer sizes come from a background task that walks
@@ -45,10 +48,44 @@ const INSPECT_CONCURRENCY: usize = 8;
 #[derive(Default)]
 pub struct StatsState {
     mounts: OnceLock<Option<CgroupMounts>>,
-    procs: Mutex<HashMap<String, ProcInfo>>,
+    procs: Mutex<HashMap<String, Arc<Proc>>>,
     cpu: Mutex<HashMap<String, CpuSample>>,
     layers: Arc<Mutex<HashMap<String, LayerUsage>>>,
     walker_started: AtomicBool,
+}
+
+/// A running container's process (from inspect) and its cgroup directories.
+#[derive(Debug)]
+struct Proc {
+    info: ProcInfo,
+    paths: CgroupPaths,
+    /// The container's usage files, kept open (v1 containers, within the budget of open files).
+    files: Option<cgroup::UsageFiles>,
+}
+
+impl Proc {
+    /// One reading of the container's cgroups (through the open files where there are some).
+    fn read_usage(&self, buf: &mut Vec<u8>) -> std::io::Result<Usage> {
+        match &self.files {
+            Some(f) => f.read(buf),
+            None => cgroup::read_usage(&self.paths),
+        }
+    }
+
+    /// Whether the reading came from files kept open (which fail for good once their cgroup
+    /// is removed, even if a restarted container has one again under the same name).
+    fn has_files(&self) -> bool {
+        self.files.is_some()
+    }
+}
+
+/// Whether a cached [`Proc`] is checked against `/proc/<pid>/cgroup` before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PidCheck {
+    /// Only the cgroup directories are used: they never move for a container.
+    PathsOnly,
+    /// The pid is used too (network counters, start time): a restarted container has a new one.
+    Verify,
 }
 
 /// A running container's process, from inspect.
@@ -208,16 +245,48 @@ impl StatsState {
             .as_ref()
     }
 
-    /// The cgroup paths of the cached pid of `id` (kept under `key`), if it still belongs to
-    /// that container.
-    fn cached_paths(&self, key: &str, id: &str) -> Option<(ProcInfo, CgroupPaths)> {
-        let info = self.procs.lock().ok()?.get(key).cloned()?;
-        let text = std::fs::read_to_string(format!("/proc/{}/cgroup", info.pid)).ok()?;
-        if !text.contains(id) {
+    /// The cached process of `id` (kept under `key`); with [`PidCheck::Verify`] only if the pid
+    /// still belongs to that container.
+    fn cached_proc(&self, key: &str, id: &str, check: PidCheck) -> Option<Arc<Proc>> {
+        let p = self.procs.lock().ok()?.get(key).cloned()?;
+        if check == PidCheck::Verify && !pid_is_in(p.info.pid, id) {
             return None;
         }
-        let paths = CgroupPaths::parse(&text, self.mounts()?);
-        Some((info, paths))
+        Some(p)
+    }
+
+    /// Forget the cached process under `key` (its cgroup is gone: it is looked up afresh next
+    /// time, and its open files are closed).
+    fn forget(&self, key: &str) {
+        if let Ok(mut procs) = self.procs.lock() {
+            procs.remove(key);
+        }
+    }
+
+    /// Cache `info` under `key` with the cgroup directories of its pid, if that pid (still)
+    /// belongs to container `id`; a container's (not a sandbox's) usage files are kept open.
+    fn learn(&self, key: String, id: &str, info: ProcInfo) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/cgroup", info.pid)) else {
+            return;
+        };
+        let Some(mounts) = self.mounts() else {
+            return;
+        };
+        if !text.contains(id) {
+            return;
+        }
+        let paths = CgroupPaths::parse(&text, mounts);
+        let files = if key.starts_with(POD_KEY) {
+            None
+        } else {
+            cgroup::UsageFiles::open(&paths)
+        };
+        if let Ok(mut procs) = self.procs.lock() {
+            if procs.len() > MAX_ENTRIES {
+                procs.clear();
+            }
+            procs.insert(key, Arc::new(Proc { info, paths, files }));
+        }
     }
 
     /// Rate since the kept sample of `key`, updating it.
@@ -329,18 +398,19 @@ impl Runtime {
         self.docker.clone()
     }
 
-    /// Pid (and cgroup paths) of each running container in `ids` (kept under `prefix` + ID):
+    /// Process and cgroup paths of each running container in `ids` (kept under `prefix` + ID):
     /// cached, else one inspect each.
     async fn procs_for(
         &self,
         prefix: &str,
         ids: &[&str],
-    ) -> HashMap<String, (ProcInfo, CgroupPaths)> {
+        check: PidCheck,
+    ) -> HashMap<String, Arc<Proc>> {
         let st = &self.stats;
-        let mut out = HashMap::new();
+        let mut out = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
-            match st.cached_paths(&format!("{prefix}{id}"), id) {
+            match st.cached_proc(&format!("{prefix}{id}"), id, check) {
                 Some(p) => {
                     out.insert(id.to_string(), p);
                 }
@@ -377,21 +447,13 @@ impl Runtime {
             .buffer_unordered(INSPECT_CONCURRENCY)
             .collect()
             .await;
-        if let Ok(mut procs) = st.procs.lock() {
-            if procs.len() > MAX_ENTRIES {
-                procs.clear();
-            }
-            for (id, info) in found {
-                if let Some(info) = info {
-                    procs.insert(format!("{prefix}{id}"), info);
+        for (id, info) in found {
+            if let Some(info) = info {
+                st.learn(format!("{prefix}{id}"), &id, info);
+                if let Some(p) = st.cached_proc(&format!("{prefix}{id}"), &id, PidCheck::PathsOnly)
+                {
+                    out.insert(id, p);
                 }
-            }
-        }
-        for id in ids {
-            if !out.contains_key(*id)
-                && let Some(p) = st.cached_paths(&format!("{prefix}{id}"), id)
-            {
-                out.insert(id.to_string(), p);
             }
         }
         out
@@ -435,7 +497,12 @@ impl Runtime {
             .filter(|c| c.state == "running")
             .map(|c| c.id.as_str())
             .collect();
-        let procs = self.procs_for("", &running).await;
+        let procs = self.procs_for("", &running, PidCheck::PathsOnly).await;
+        let to_read: Vec<Arc<Proc>> = cs
+            .iter()
+            .filter_map(|c| procs.get(&c.id).cloned())
+            .collect();
+        let mut taken = read_usages(to_read).await.into_iter();
         let mut readings = HashMap::new();
         let mut out = Vec::with_capacity(cs.len());
         for c in cs {
@@ -443,18 +510,24 @@ impl Runtime {
                 attributes: Some(container_attributes(c)),
                 ..Default::default()
             };
-            if let Some((_, paths)) = procs.get(&c.id) {
-                match cgroup::read_usage(paths) {
+            if procs.contains_key(&c.id)
+                && let Some(r) = taken.next()
+            {
+                if r.files_gone {
+                    // The next call looks the container up again.
+                    self.stats.forget(&c.id);
+                }
+                match r.usage {
                     Ok(usage) => {
-                        let at = now_ns();
-                        let rate = self.stats.rate(&c.id, usage.cpu_usage_ns, at);
-                        let (cpu, mem) = cpu_memory(&usage, at, rate);
+                        let rate = self.stats.rate(&c.id, usage.cpu_usage_ns, r.at_ns);
+                        let (cpu, mem) = cpu_memory(&usage, r.at_ns, rate);
                         s.cpu = Some(cpu);
                         s.memory = Some(mem);
                         readings.insert(c.id.clone(), usage);
                     }
                     Err(e) => {
-                        tracing::debug!(container_id = %c.id, "stats: cgroup read failed: {e}")
+                        // Most likely the container stopped since the view said it runs.
+                        tracing::debug!(container_id = %c.id, "stats: cgroup read failed: {e}");
                     }
                 }
             }
@@ -512,8 +585,14 @@ impl Runtime {
         tracing::debug!("ListContainerStats");
         self.host().await?;
         let all = self.list_container_summaries().await?;
-        let live: HashSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
-        self.stats.prune("", &live);
+        // Only running containers keep a pid, open cgroup files and a CPU sample: a stopped
+        // one's cgroup is gone (and kubelet keeps exited containers around for a long time).
+        let running: HashSet<&str> = all
+            .iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id.as_str())
+            .collect();
+        self.stats.prune("", &running);
         let selected: Vec<&ContainerSummary> = all
             .iter()
             .filter(|c| container_filter_matches(c, filter))
@@ -545,8 +624,15 @@ impl Runtime {
         };
         let running = sb.container.as_ref().is_some_and(|c| c.state == "running");
         if running {
-            let procs = self.procs_for(POD_KEY, &[sb.id.as_str()]).await;
-            if let Some((info, pause_paths)) = procs.get(&sb.id) {
+            let procs = self
+                .procs_for(POD_KEY, &[sb.id.as_str()], PidCheck::Verify)
+                .await;
+            if let Some(Proc {
+                info,
+                paths: pause_paths,
+                ..
+            }) = procs.get(&sb.id).map(|p| p.as_ref())
+            {
                 let at = now_ns();
                 let usage = if info.cgroup_parent.is_empty() {
                     let mut parts: Vec<Usage> = readings.values().copied().collect();
@@ -639,19 +725,18 @@ impl Runtime {
             .filter(|c| c.state == "running" && ready_ids.contains(&sandbox_of(c)))
             .collect();
         let running_ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
-        let procs = self.procs_for("", &running_ids).await;
-        let pod_procs = self.procs_for(POD_KEY, &ready_ids).await;
+        let procs = self.procs_for("", &running_ids, PidCheck::Verify).await;
+        let pod_procs = self.procs_for(POD_KEY, &ready_ids, PidCheck::Verify).await;
         struct Job {
             sandbox: String,
             id: String,
             labels: Vec<String>,
-            paths: CgroupPaths,
-            info: ProcInfo,
+            proc: Arc<Proc>,
         }
         let jobs: Vec<Job> = running
             .iter()
             .filter_map(|c| {
-                let (info, paths) = procs.get(&c.id)?;
+                let proc = procs.get(&c.id)?.clone();
                 let name = naming::parse_container_name(&c.name)
                     .map(|m| m.name)
                     .unwrap_or_default();
@@ -659,8 +744,7 @@ impl Runtime {
                     sandbox: sandbox_of(c).to_string(),
                     id: c.id.clone(),
                     labels: metrics::base_labels(c, &name),
-                    paths: paths.clone(),
-                    info: info.clone(),
+                    proc,
                 })
             })
             .collect();
@@ -674,8 +758,8 @@ impl Runtime {
                     .unwrap_or_default();
                 let pid = pod_procs
                     .get(&sb.id)
-                    .filter(|(i, _)| !i.host_network)
-                    .map(|(i, _)| i.pid);
+                    .filter(|p| !p.info.host_network)
+                    .map(|p| p.info.pid);
                 (sb.id.clone(), labels, pid)
             })
             .collect();
@@ -697,19 +781,20 @@ impl Runtime {
                     (id, m)
                 })
                 .collect();
+            let mut buf = Vec::new();
             for j in jobs {
-                let Ok(usage) = cgroup::read_usage(&j.paths) else {
+                let Ok(usage) = j.proc.read_usage(&mut buf) else {
                     continue;
                 };
-                let extra = metrics::read_extra(&j.paths);
+                let extra = metrics::read_extra(&j.proc.paths);
                 let (fds, sockets) = metrics::count_fds(&extra.pids);
                 let layer = layers
                     .lock()
                     .ok()
                     .and_then(|l| l.get(&j.id).cloned())
-                    .or_else(|| first_layer_walk(&layers, &j.id, &j.info.upper_dir));
-                let fs = (!j.info.upper_dir.is_empty())
-                    .then(|| metrics::fs_info(Path::new(&j.info.upper_dir)))
+                    .or_else(|| first_layer_walk(&layers, &j.id, &j.proc.info.upper_dir));
+                let fs = (!j.proc.info.upper_dir.is_empty())
+                    .then(|| metrics::fs_info(Path::new(&j.proc.info.upper_dir)))
                     .flatten();
                 let reading = metrics::ContainerReading {
                     usage,
@@ -718,7 +803,7 @@ impl Runtime {
                     sockets,
                     layer,
                     fs,
-                    start_time_secs: j.info.started_at,
+                    start_time_secs: j.proc.info.started_at,
                 };
                 if let Some(p) = by_pod.get_mut(&j.sandbox) {
                     p.container_metrics.push(cri::ContainerMetrics {
@@ -735,6 +820,63 @@ impl Runtime {
         .map_err(|e| Error::Internal(format!("metrics collection failed: {e}")))?;
         Ok(out)
     }
+}
+
+/// One container's reading and when it was taken.
+struct Reading {
+    usage: std::io::Result<Usage>,
+    at_ns: i64,
+    /// The kept files' cgroup is gone (the reading, if any, was taken by path).
+    files_gone: bool,
+}
+
+/// From this many containers on, [`read_usages`] reads on two threads.
+const PARALLEL_READS_FROM: usize = 32;
+
+fn read_one(p: &Proc, buf: &mut Vec<u8>) -> Reading {
+    let (usage, files_gone) = match p.read_usage(buf) {
+        Ok(u) => (Ok(u), false),
+        // Its cgroup is gone: the container stopped, or was restarted behind our back and
+        // has a new cgroup under the same name, which a read by path finds.
+        Err(_) if p.has_files() => (cgroup::read_usage(&p.paths), true),
+        Err(e) => (Err(e), false),
+    };
+    Reading {
+        usage,
+        at_ns: now_ns(),
+        files_gone,
+    }
+}
+
+/// Readings of `procs`, in order. Most of a reading is the kernel producing `memory.stat`, so
+/// a long list is split in two halves, one read on a blocking-pool thread while this task
+/// reads the other.
+async fn read_usages(mut procs: Vec<Arc<Proc>>) -> Vec<Reading> {
+    let read = |ps: &[Arc<Proc>]| {
+        let mut buf = Vec::new();
+        ps.iter().map(|p| read_one(p, &mut buf)).collect::<Vec<_>>()
+    };
+    if procs.len() < PARALLEL_READS_FROM {
+        return read(&procs);
+    }
+    let second = procs.split_off(procs.len() / 2);
+    let n = second.len();
+    let other = tokio::task::spawn_blocking(move || read(&second));
+    let mut out = read(&procs);
+    match other.await {
+        Ok(rest) => out.extend(rest),
+        Err(e) => out.extend((0..n).map(|_| Reading {
+            usage: Err(std::io::Error::other(format!("stats reader failed: {e}"))),
+            at_ns: now_ns(),
+            files_gone: false,
+        })),
+    }
+    out
+}
+
+/// Whether process `pid` is in a cgroup of container `id`.
+fn pid_is_in(pid: u32, id: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| t.contains(id))
 }
 
 /// Budget of the one walk the metrics path makes for a container the background walker has
@@ -976,6 +1118,64 @@ Inter-|   Receive                                                |  Transmit
             &c,
             Some(&f("", "", &[(CONTAINER_TYPE, TYPE_CONTAINER)]))
         ));
+    }
+
+    /// A cached container process whose v1 cgroup files are under `dir` (`cpuacct.usage` =
+    /// `cpu`), with its files kept open if `keep`.
+    fn fake_proc(dir: &Path, cpu: u64, keep: bool) -> Arc<Proc> {
+        let (mem, acct) = (dir.join("memory"), dir.join("cpuacct"));
+        for d in [&mem, &acct] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(mem.join("memory.stat"), "total_inactive_file 10\n").unwrap();
+        std::fs::write(mem.join("memory.usage_in_bytes"), "110\n").unwrap();
+        std::fs::write(mem.join("memory.limit_in_bytes"), "1000\n").unwrap();
+        std::fs::write(acct.join("cpuacct.usage"), format!("{cpu}\n")).unwrap();
+        let paths = CgroupPaths {
+            v1: [("memory".into(), mem), ("cpuacct".into(), acct)].into(),
+            v2: None,
+        };
+        Arc::new(Proc {
+            info: ProcInfo {
+                pid: 1,
+                cgroup_parent: String::new(),
+                host_network: false,
+                upper_dir: String::new(),
+                started_at: 0,
+            },
+            files: keep.then(|| cgroup::UsageFiles::open(&paths).unwrap()),
+            paths,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_many_containers_in_order_on_two_threads() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [3, PARALLEL_READS_FROM, 2 * PARALLEL_READS_FROM + 1] {
+            let procs: Vec<Arc<Proc>> = (0..n)
+                .map(|i| fake_proc(&d.path().join(format!("{n}-{i}")), i as u64, i % 2 == 0))
+                .collect();
+            let got: Vec<u64> = read_usages(procs)
+                .await
+                .into_iter()
+                .map(|r| {
+                    assert!(!r.files_gone);
+                    let u = r.usage.unwrap();
+                    assert_eq!((u.working_set, u.available), (100, Some(900)));
+                    u.cpu_usage_ns
+                })
+                .collect();
+            assert_eq!(got, (0..n as u64).collect::<Vec<_>>(), "{n} containers");
+        }
+    }
+
+    #[test]
+    fn missing_cgroup_files_are_an_error_not_a_reading() {
+        let d = tempfile::tempdir().unwrap();
+        let p = fake_proc(d.path(), 5, false);
+        std::fs::remove_dir_all(d.path().join("cpuacct")).unwrap();
+        let r = read_one(&p, &mut Vec::new());
+        assert!(r.usage.is_err() && !r.files_gone);
     }
 
     #[test]

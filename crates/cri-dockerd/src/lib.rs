@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod config;
 pub mod docker;
 pub mod doctor;
+pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod server;

@@ -331,9 +331,27 @@ impl StatsState {
         };
         if let Ok(mut c) = self.cpu.lock() {
             c.retain(|k, _| keep(k));
+            shrink_if_sparse(&mut c);
         }
         if let Ok(mut p) = self.procs.lock() {
             p.retain(|k, _| keep(k));
+            shrink_if_sparse(&mut p);
+        }
+    }
+
+    /// Drop everything kept for container or sandbox `id` (it was removed from Docker): its
+    /// open cgroup files are closed now rather than at the next list.
+    pub(super) fn removed(&self, id: &str) {
+        let pod_key = format!("{POD_KEY}{id}");
+        if let Ok(mut c) = self.cpu.lock() {
+            c.remove(id);
+            c.remove(&pod_key);
+            shrink_if_sparse(&mut c);
+        }
+        if let Ok(mut p) = self.procs.lock() {
+            p.remove(id);
+            p.remove(&pod_key);
+            shrink_if_sparse(&mut p);
         }
     }
 
@@ -819,6 +837,14 @@ impl Runtime {
         .await
         .map_err(|e| Error::Internal(format!("metrics collection failed: {e}")))?;
         Ok(out)
+    }
+}
+
+/// Give a map's table back once it is mostly empty (after a hundred pods went away), so that
+/// the memory of a past peak does not stay pinned under a few live entries.
+pub(super) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 64 && m.len() < m.capacity() / 4 {
+        m.shrink_to_fit();
     }
 }
 

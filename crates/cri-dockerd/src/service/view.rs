@@ -250,6 +250,7 @@ impl View {
         if let Some(e) = inner.entries.remove(id) {
             let old = rank(&e.summary.state).or(Some(0));
             self.emit(old, None, &e.summary);
+            super::stats::shrink_if_sparse(&mut inner.entries);
         }
         let key = tomb_key(id);
         if inner.tombstones.insert(key) {
@@ -384,7 +385,12 @@ impl Runtime {
             }
             ContainerAction::Pause => self.view_note(&ev.id, "paused").await,
             ContainerAction::Die => self.view_note(&ev.id, "exited").await,
-            ContainerAction::Destroy => self.view.remove(&ev.id),
+            ContainerAction::Destroy => {
+                self.view.remove(&ev.id);
+                self.stats.removed(&ev.id);
+                // What was kept for it (view entry, log copier, stats files) is free now.
+                crate::memory::release_soon();
+            }
             ContainerAction::Oom | ContainerAction::Other(_) => {}
         }
     }

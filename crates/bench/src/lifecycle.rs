@@ -1,6 +1,7 @@
 //! The pod lifecycle side by side: each CRI call (RunPodSandbox … RemovePodSandbox) next to the
 //! Docker API calls that are its floor, made directly with bollard with the same images and
-//! equivalent options; concurrent pod start-ups; resident memory under pods and churn.
+//! the configuration the daemon gave its own containers (see [`Bodies`]); concurrent pod
+//! start-ups; resident memory under pods and churn.
 //!
 //! Everything created here (through CRI or directly) carries the label [`BENCH_LABEL`]`=1`, and
 //! [`cleanup`] removes every container with it, at start and at end.
@@ -9,10 +10,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions, StopContainerOptions,
 };
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -25,10 +26,10 @@ pub const BENCH_LABEL: &str = "cri-bench";
 /// The grace period of StopContainer, both ways (seconds).
 const STOP_GRACE: i64 = 2;
 
-/// Images used by the lifecycle benchmark.
+/// Images used by the lifecycle benchmark (the pause image is the daemon's
+/// `--pod-infra-container-image`; the direct floor copies the daemon's pause container).
 #[derive(Clone)]
 pub struct Images {
-    pub pause: String,
     pub busybox: String,
 }
 
@@ -196,36 +197,81 @@ fn labels(role: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The pause container, as RunPodSandbox makes it under the bench's `--network-plugin=no-op`:
-/// on Docker's default bridge (with a plugin it would be network `none`), shareable IPC.
-fn direct_pause_body(images: &Images) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(images.pause.clone()),
-        labels: Some(labels("pause")),
-        host_config: Some(HostConfig {
-            network_mode: Some("default".into()),
-            ipc_mode: Some("shareable".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
+/// The create bodies of the direct floor: copies of the configuration the daemon itself gave
+/// a pod's pause container and a workload container (image, command, host config with its
+/// mounts, cgroup parent, security options, namespaces …), so that both sides create, start,
+/// stop and remove containers Docker sees as the same. Only the labels differ (the bench's
+/// own, so the daemon does not track the copies) and the namespaces joined (the copy's pause).
+#[derive(Clone)]
+pub struct Bodies {
+    pause: ContainerCreateBody,
+    container: ContainerCreateBody,
+}
+
+impl Bodies {
+    fn pause(&self) -> ContainerCreateBody {
+        self.pause.clone()
+    }
+
+    /// The workload container, joined to pause container `pause`'s namespaces where the
+    /// daemon's joined its own.
+    fn container(&self, pause: &str) -> ContainerCreateBody {
+        let mut b = self.container.clone();
+        let join = format!("container:{pause}");
+        if let Some(h) = b.host_config.as_mut() {
+            for mode in [&mut h.network_mode, &mut h.ipc_mode, &mut h.pid_mode] {
+                if mode.as_deref().is_some_and(|m| m.starts_with("container:")) {
+                    *mode = Some(join.clone());
+                }
+            }
+        }
+        b
     }
 }
 
-/// The workload container, as CreateContainer makes it: joined to the pause container's
-/// network, IPC and PID namespaces.
-fn direct_container_body(images: &Images, pause: &str) -> ContainerCreateBody {
-    let join = format!("container:{pause}");
-    ContainerCreateBody {
-        image: Some(images.busybox.clone()),
-        cmd: Some(vec!["sleep".into(), "3600".into()]),
-        labels: Some(labels("container")),
-        host_config: Some(HostConfig {
-            network_mode: Some(join.clone()),
-            ipc_mode: Some(join.clone()),
-            pid_mode: Some(join),
-            ..Default::default()
-        }),
-        ..Default::default()
+/// A pod made through CRI (one container, created) whose containers' configuration the
+/// direct floor copies; it stays until [`Template::remove`] (the copies' bind mounts point into
+/// its files).
+pub struct Template {
+    pub bodies: Bodies,
+    sandbox: String,
+}
+
+impl Template {
+    pub async fn make(
+        rt: &mut RuntimeServiceClient<Channel>,
+        docker: &Docker,
+        images: &Images,
+        log_dir: &str,
+    ) -> anyhow::Result<Template> {
+        let pod = cri_run_pod(rt, &unique("template", 0), log_dir, images, 1, false).await?;
+        let copy = |id: String, role: &'static str| async move {
+            let i = docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await?;
+            let config = serde_json::to_value(i.config.unwrap_or_default())?;
+            let mut b: ContainerCreateBody = serde_json::from_value(config)?;
+            b.host_config = i.host_config;
+            b.labels = Some(labels(role));
+            anyhow::Ok(b)
+        };
+        let mut container = copy(pod.containers[0].clone(), "container").await?;
+        // Inspect reports the hostname Docker gave it (the pause container's); a container
+        // joining another's network may not ask for one.
+        container.hostname = None;
+        container.domainname = None;
+        let bodies = Bodies {
+            pause: copy(pod.sandbox.clone(), "pause").await?,
+            container,
+        };
+        Ok(Template {
+            bodies,
+            sandbox: pod.sandbox,
+        })
+    }
+
+    pub async fn remove(self, rt: &mut RuntimeServiceClient<Channel>) -> anyhow::Result<()> {
+        cri_remove_pod(rt, &self.sandbox).await
     }
 }
 
@@ -349,25 +395,20 @@ async fn cri_lifecycle(
 /// The same lifecycle with direct Docker calls.
 async fn direct_lifecycle(
     docker: &Docker,
-    images: &Images,
+    bodies: &Bodies,
     i: usize,
 ) -> anyhow::Result<[Duration; 7]> {
     let mut d = [Duration::ZERO; 7];
     let name = unique("bench-direct-pause", i);
     let (pause, t) = timed(async {
-        let id = direct_create(docker, &name, direct_pause_body(images)).await?;
+        let id = direct_create(docker, &name, bodies.pause()).await?;
         direct_start(docker, &id).await?;
         anyhow::Ok(id)
     })
     .await?;
     d[0] = t;
     let name = unique("bench-direct-sleeper", i);
-    let (c, t) = timed(direct_create(
-        docker,
-        &name,
-        direct_container_body(images, &pause),
-    ))
-    .await?;
+    let (c, t) = timed(direct_create(docker, &name, bodies.container(&pause))).await?;
     d[1] = t;
     d[2] = timed(direct_start(docker, &c)).await?.1;
     d[3] = timed(direct_stop(docker, &c, STOP_GRACE as i32)).await?.1;
@@ -386,19 +427,10 @@ pub async fn lifecycle_rows(
     reps: usize,
 ) -> anyhow::Result<Vec<Row>> {
     let mut rt = rt.clone();
-    // One warm-up round each, not counted.
-    cri_lifecycle(&mut rt, images, log_dir, 0).await?;
-    direct_lifecycle(docker, images, 0).await?;
-    let mut cri_s: Vec<Vec<Duration>> = vec![Vec::new(); 7];
-    let mut dir_s: Vec<Vec<Duration>> = vec![Vec::new(); 7];
-    for i in 1..=reps.max(1) {
-        let c = cri_lifecycle(&mut rt, images, log_dir, i).await?;
-        let d = direct_lifecycle(docker, images, i).await?;
-        for k in 0..7 {
-            cri_s[k].push(c[k]);
-            dir_s[k].push(d[k]);
-        }
-    }
+    let template = Template::make(&mut rt, docker, images, log_dir).await?;
+    let result = lifecycle_rounds(&mut rt, docker, images, &template.bodies, log_dir, reps).await;
+    template.remove(&mut rt).await?;
+    let (cri_s, dir_s) = result?;
     Ok(STEPS
         .iter()
         .zip(cri_s.into_iter().zip(dir_s))
@@ -410,6 +442,32 @@ pub async fn lifecycle_rows(
             )
         })
         .collect())
+}
+
+type Samples = Vec<Vec<Duration>>;
+
+/// One warm-up round each way (not counted), then `reps` alternating rounds.
+async fn lifecycle_rounds(
+    rt: &mut RuntimeServiceClient<Channel>,
+    docker: &Docker,
+    images: &Images,
+    bodies: &Bodies,
+    log_dir: &str,
+    reps: usize,
+) -> anyhow::Result<(Samples, Samples)> {
+    cri_lifecycle(rt, images, log_dir, 0).await?;
+    direct_lifecycle(docker, bodies, 0).await?;
+    let mut cri_s: Samples = vec![Vec::new(); 7];
+    let mut dir_s: Samples = vec![Vec::new(); 7];
+    for i in 1..=reps.max(1) {
+        let c = cri_lifecycle(rt, images, log_dir, i).await?;
+        let d = direct_lifecycle(docker, bodies, i).await?;
+        for k in 0..7 {
+            cri_s[k].push(c[k]);
+            dir_s[k].push(d[k]);
+        }
+    }
+    Ok((cri_s, dir_s))
 }
 
 /// Concurrent pod start-ups: wall time for `n` pods at once and each pod's time.
@@ -463,24 +521,21 @@ pub async fn concurrent_startups(
         return Err(e.context("concurrent CRI pod start-up"));
     }
 
+    let template = Template::make(&mut rt.clone(), docker, images, log_dir).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
         let docker = docker.clone();
-        let images = images.clone();
+        let bodies = template.bodies.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let pause = direct_create(
-                &docker,
-                &unique("bench-cc-pause", i),
-                direct_pause_body(&images),
-            )
-            .await?;
+            let pause =
+                direct_create(&docker, &unique("bench-cc-pause", i), bodies.pause()).await?;
             direct_start(&docker, &pause).await?;
             let c = direct_create(
                 &docker,
                 &unique("bench-cc-sleeper", i),
-                direct_container_body(&images, &pause),
+                bodies.container(&pause),
             )
             .await?;
             direct_start(&docker, &c).await?;
@@ -503,6 +558,7 @@ pub async fn concurrent_startups(
         let _ = direct_remove(docker, &c).await;
         let _ = direct_remove(docker, &pause).await;
     }
+    template.remove(&mut rt.clone()).await?;
     if let Some(e) = first_err {
         return Err(e.context("concurrent direct pod start-up"));
     }

@@ -432,7 +432,6 @@ async fn list_phase(
         return Ok(Vec::new());
     }
     let images = lifecycle::Images {
-        pause: args.pause_image.clone(),
         busybox: args.image.clone(),
     };
     let logs = tempfile::tempdir()?;
@@ -669,7 +668,6 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     let (mut lc, mut concurrent) = (Vec::new(), None);
     if !args.calls_only && !args.only_stats {
         let images = lifecycle::Images {
-            pause: args.pause_image.clone(),
             busybox: args.image.clone(),
         };
         let logs = tempfile::tempdir()?;
@@ -830,7 +828,6 @@ fn print_report(report: &Report) {
 async fn stats_bench(args: &Args, docker: &Docker, rt: Rt) -> anyhow::Result<Vec<Row>> {
     use futures_util::StreamExt;
     let images = lifecycle::Images {
-        pause: args.pause_image.clone(),
         busybox: args.image.clone(),
     };
     let logs = tempfile::tempdir()?;

@@ -505,7 +505,7 @@ async fn streaming_server_is_loopback_only_by_default_with_unguessable_tokens() 
 #[tokio::test]
 async fn spdy_client_disconnect_kills_tty_exec() {
     require_docker!();
-    let (_d, mut rt, p) = daemon_and_pod().await;
+    let (d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
     let url = exec_url(
         &mut rt,
@@ -535,12 +535,55 @@ async fn spdy_client_disconnect_kills_tty_exec() {
     .await;
     conn.conn.terminate();
     drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while top_has(&c, "sleep 4343") {
+        assert!(
+            Instant::now() < deadline,
+            "tty exec still running after the client disconnected:\n{}\ndaemon log:\n{}",
+            common::docker(&["top", &c]),
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TTY exec whose client closes stdin but stays connected: Docker ends the attach's output
+/// while the process runs on. The process is killed once the wait for its exit gives up, and
+/// the client gets a failure status rather than success or a hang.
+#[tokio::test]
+async fn tty_exec_left_running_after_stdin_closes_is_killed() {
+    require_docker!();
+    let (_d, mut rt, p) = daemon_and_pod().await;
+    let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
+    let url = exec_url(
+        &mut rt,
+        exec_req(&c, &["sh", "-c", "sleep 4344"], true, true, false),
+    )
+    .await;
+    let o = tokio::time::timeout(
+        Duration::from_secs(30),
+        client::spdy_exec(
+            &url,
+            "v4.channel.k8s.io",
+            ExecOptions {
+                stdin: Some(Vec::new()),
+                stdout: true,
+                tty: true,
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("the exec session ended")
+    .expect("exec");
+    let status = String::from_utf8_lossy(&o.error).into_owned();
+    assert!(status.contains("Failure"), "{status}");
     wait_top(
         &c,
-        "sleep 4343",
+        "sleep 4344",
         false,
-        Duration::from_secs(20),
-        "tty exec still running after the client disconnected",
+        Duration::from_secs(10),
+        "the exec outlived its session",
     )
     .await;
 }

@@ -127,7 +127,10 @@ pub(crate) async fn kill_exec(docker: &dyn DockerApi, exec_id: &str, why: &str) 
     let pid = loop {
         match docker.inspect_exec(exec_id).await {
             Ok(info) if info.running && info.pid > 0 => break info.pid,
-            Ok(info) if info.exit_code.is_some() => return,
+            Ok(info) if info.exit_code.is_some() => {
+                tracing::debug!(exec_id, "{why} exec already exited: nothing to kill");
+                return;
+            }
             Ok(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

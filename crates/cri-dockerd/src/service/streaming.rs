@@ -217,6 +217,7 @@ impl Drop for KillOnDrop {
         };
         let docker = self.docker.clone();
         let exec_id = std::mem::take(&mut self.exec_id);
+        tracing::debug!(exec_id, "exec abandoned by its client: killing it");
         handle.spawn(async move { kill_exec(docker.as_ref(), &exec_id, "abandoned").await });
     }
 }
@@ -254,10 +255,14 @@ impl cri_streaming::Runtime for DockerStreamingRuntime {
             .map_err(to_stream_err)?;
         let target = ResizeTarget::Exec(exec_id.clone());
         pump(self.docker.as_ref(), &target, streams, io, true).await?;
-        guard.armed = false;
+        // The output can end with the process still running: Docker ends a TTY exec's attach
+        // when its stdin is closed, as it is when the client goes away. The guard stays armed
+        // until the exit is seen, so a client that leaves meanwhile, or a process still
+        // running when the wait gives up, is killed rather than left behind.
         let code = exec_exit_code(self.docker.as_ref(), &exec_id)
             .await
             .map_err(to_stream_err)?;
+        guard.armed = false;
         tracing::debug!(exec_id = %exec_id, code, "streaming exec ended");
         Ok(ExitStatus { code })
     }

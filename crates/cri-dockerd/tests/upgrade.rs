@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::host::{is_root, rand_u32};
+use common::pods::unique;
 use k8s_cri::v1 as cri;
 use serde_json::{Value, json};
 
@@ -29,35 +31,6 @@ const WRAPPED: [&str; 5] = ["bridge", "host-local", "loopback", "firewall", "por
 /// The Go cri-dockerd's loopback network, byte for byte (`getLoNetwork` in
 /// `network/cni/cni_others.go`): libcni caches these bytes as the entry's `config`.
 const GO_LOOPBACK: &str = "{\n  \"cniVersion\": \"0.2.0\",\n  \"name\": \"cni-loopback\",\n  \"plugins\":[{\n    \"type\": \"loopback\"\n  }]\n}";
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n & 0xffff_ffff, std::process::id())
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(11))
-        .unwrap_or(0);
-    let mut x = t ^ std::process::id().rotate_left(19);
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^ (x << 5)
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// Skip unless dockerd, root, iproute2 and the plugins are here (fail instead under CI=true).
 macro_rules! require_cni {

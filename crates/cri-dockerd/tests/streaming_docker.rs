@@ -502,16 +502,23 @@ async fn streaming_server_is_loopback_only_by_default_with_unguessable_tokens() 
     assert!(url.starts_with(&format!("http://{ip}:")), "{url}");
 }
 
-#[tokio::test]
-async fn spdy_client_disconnect_kills_tty_exec() {
-    require_docker!();
+/// A daemon, a pod (removed when dropped) with a running container, and the URL of a TTY exec
+/// (with stdin) of `sh -c script` in it: (daemon, pod, container ID, URL).
+async fn tty_exec_of(script: &str) -> (Daemon, Pod, String, String) {
     let (d, mut rt, p) = daemon_and_pod().await;
     let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
     let url = exec_url(
         &mut rt,
-        exec_req(&c, &["sh", "-c", "sleep 4343"], true, true, false),
+        exec_req(&c, &["sh", "-c", script], true, true, false),
     )
     .await;
+    (d, p, c, url)
+}
+
+#[tokio::test]
+async fn spdy_client_disconnect_kills_tty_exec() {
+    require_docker!();
+    let (d, _p, c, url) = tty_exec_of("sleep 4343").await;
     let conn = client::spdy_connect(&url, &["v4.channel.k8s.io"])
         .await
         .expect("connect");
@@ -553,13 +560,7 @@ async fn spdy_client_disconnect_kills_tty_exec() {
 #[tokio::test]
 async fn tty_exec_left_running_after_stdin_closes_is_killed() {
     require_docker!();
-    let (_d, mut rt, p) = daemon_and_pod().await;
-    let c = run(&mut rt, &p, "main", &["sleep", "1000"], false).await;
-    let url = exec_url(
-        &mut rt,
-        exec_req(&c, &["sh", "-c", "sleep 4344"], true, true, false),
-    )
-    .await;
+    let (_d, _p, c, url) = tty_exec_of("sleep 4344").await;
     let o = tokio::time::timeout(
         Duration::from_secs(30),
         client::spdy_exec(

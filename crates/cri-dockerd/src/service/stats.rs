@@ -26,7 +26,7 @@ use k8s_cri::v1 as cri;
 use super::cgroup::{self, CgroupMounts, CgroupPaths, Usage};
 use super::labels::{self, CONTAINER_TYPE, TYPE_CONTAINER};
 use super::state::{SandboxEntry, id_matches};
-use super::{Error, Result, Runtime, naming};
+use super::{Error, Result, Runtime, naming, shrink_if_sparse};
 use crate::docker::{ContainerSummary, DockerApi, ListFilter};
 
 /// CPU rates are computed over at least this window; a sample taken sooner after the previous
@@ -837,14 +837,6 @@ impl Runtime {
         .await
         .map_err(|e| Error::Internal(format!("metrics collection failed: {e}")))?;
         Ok(out)
-    }
-}
-
-/// Give a map's table back once it is mostly empty (after a hundred pods went away), so that
-/// the memory of a past peak does not stay pinned under a few live entries.
-pub(super) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
-    if m.capacity() > 64 && m.len() < m.capacity() / 4 {
-        m.shrink_to_fit();
     }
 }
 

@@ -250,7 +250,7 @@ impl View {
         if let Some(e) = inner.entries.remove(id) {
             let old = rank(&e.summary.state).or(Some(0));
             self.emit(old, None, &e.summary);
-            super::stats::shrink_if_sparse(&mut inner.entries);
+            super::shrink_if_sparse(&mut inner.entries);
         }
         let key = tomb_key(id);
         if inner.tombstones.insert(key) {

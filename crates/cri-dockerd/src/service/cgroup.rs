@@ -247,16 +247,12 @@ impl UsageFiles {
     /// unless that would go over the process's budget of kept files.
     pub fn open(paths: &CgroupPaths) -> Option<Self> {
         let (mem, cpu) = (paths.v1.get("memory")?, paths.v1.get("cpuacct")?);
-        let pids_dir = paths.v1.get("pids");
-        let count = 4 + usize::from(pids_dir.is_some());
-        let reserved = OPEN_USAGE_FILES.fetch_add(count, Ordering::Relaxed) + count;
-        let reservation = Reservation(count);
-        if reserved > open_files_budget() {
-            return None;
-        }
         let open = |p: PathBuf| std::fs::File::open(p).ok();
         // A root cgroup has no pids.current: counted as 0, as by read_usage.
-        let pids = pids_dir.and_then(|d| open(d.join("pids.current")));
+        let pids = paths
+            .v1
+            .get("pids")
+            .and_then(|d| open(d.join("pids.current")));
         let files = UsageFiles {
             stat: open(mem.join("memory.stat"))?,
             usage: open(mem.join("memory.usage_in_bytes"))?,
@@ -265,10 +261,9 @@ impl UsageFiles {
             count: 4 + usize::from(pids.is_some()),
             pids,
         };
-        // Give back what was reserved and not opened; the files give back the rest on drop.
-        std::mem::forget(reservation);
-        OPEN_USAGE_FILES.fetch_sub(count - files.count, Ordering::Relaxed);
-        Some(files)
+        // Counted from here on (given back on drop, also when over the budget just below).
+        let total = OPEN_USAGE_FILES.fetch_add(files.count, Ordering::Relaxed) + files.count;
+        (total <= open_files_budget()).then_some(files)
     }
 
     /// One reading, with `buf` as scratch space.
@@ -288,15 +283,6 @@ impl UsageFiles {
 impl Drop for UsageFiles {
     fn drop(&mut self) {
         OPEN_USAGE_FILES.fetch_sub(self.count, Ordering::Relaxed);
-    }
-}
-
-/// Files counted in [`OPEN_USAGE_FILES`] and not (yet) kept: given back on drop.
-struct Reservation(usize);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        OPEN_USAGE_FILES.fetch_sub(self.0, Ordering::Relaxed);
     }
 }
 

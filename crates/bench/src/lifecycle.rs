@@ -446,7 +446,8 @@ pub async fn lifecycle_rows(
 
 type Samples = Vec<Vec<Duration>>;
 
-/// One warm-up round each way (not counted), then `reps` alternating rounds.
+/// One warm-up round each way (not counted), then `reps` rounds of both, the side that goes
+/// first alternating.
 async fn lifecycle_rounds(
     rt: &mut RuntimeServiceClient<Channel>,
     docker: &Docker,
@@ -460,8 +461,15 @@ async fn lifecycle_rounds(
     let mut cri_s: Samples = vec![Vec::new(); 7];
     let mut dir_s: Samples = vec![Vec::new(); 7];
     for i in 1..=reps.max(1) {
-        let c = cri_lifecycle(rt, images, log_dir, i).await?;
-        let d = direct_lifecycle(docker, bodies, i).await?;
+        // Which side goes first alternates: Docker is still busy for a moment after a
+        // removal, and that should not always fall on the same side.
+        let (c, d) = if i % 2 == 1 {
+            let c = cri_lifecycle(rt, images, log_dir, i).await?;
+            (c, direct_lifecycle(docker, bodies, i).await?)
+        } else {
+            let d = direct_lifecycle(docker, bodies, i).await?;
+            (cri_lifecycle(rt, images, log_dir, i).await?, d)
+        };
         for k in 0..7 {
             cri_s[k].push(c[k]);
             dir_s[k].push(d[k]);

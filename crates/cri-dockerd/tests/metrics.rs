@@ -419,6 +419,68 @@ fn exec_in_flight(s: &Scrape) -> f64 {
     .expect("exec in-flight gauge")
 }
 
+/// The Docker calls a container's lifecycle costs once the daemon's view knows the pod and the
+/// image: one Docker call per CRI call, no inspect or list on the way (the direct floor the
+/// benchmark compares with makes just those).
+#[tokio::test]
+async fn container_lifecycle_makes_one_docker_call_per_cri_call() {
+    require_docker!();
+    let d = Daemon::start(&["--metrics-bind-addr=127.0.0.1:0"]).await;
+    let addr = metrics_addr(&d).await;
+    let mut rt = d.runtime().await;
+    let pod = Pod::run(&mut rt, &d, "hotpath", "hotpathtest").await;
+    let with_log = |name: &str| cri::ContainerConfig {
+        log_path: format!("{name}/0.log"),
+        ..pods::container_config(name, &["sh", "-c", "echo hot; sleep 3600"])
+    };
+    // The first container of the image teaches the view the image's ID.
+    pod.run_container(&mut rt, with_log("first")).await;
+
+    let ops = [
+        "create_container",
+        "start_container",
+        "stop_container",
+        "remove_container",
+    ];
+    let before = scrape(addr);
+    let id = pod.create(&mut rt, with_log("second")).await;
+    pods::start_container(&mut rt, &id).await;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    let log = std::path::Path::new(&pod.config.log_directory).join("second/0.log");
+    assert!(log.exists(), "CRI log {log:?}");
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("RemoveContainer");
+    let after = scrape(addr);
+    let delta = |op: &str| docker_ops(&after, op) - docker_ops(&before, op);
+    for op in ops {
+        assert_eq!(delta(op), 1.0, "{op}");
+    }
+    assert_eq!(delta("inspect_container"), 0.0, "inspects");
+    assert!(!log.exists(), "RemoveContainer removes the CRI log {log:?}");
+
+    // The container's output was copied from Docker's json-file log, found without inspect.
+    pod.run_container(&mut rt, with_log("third")).await;
+    let log = std::path::Path::new(&pod.config.log_directory).join("third/0.log");
+    pods::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        format!("the CRI log {log:?} has the output"),
+        async || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains(" stdout F hot").then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn metrics_count_the_calls_made() {
     require_docker!();

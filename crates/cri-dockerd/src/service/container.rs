@@ -40,6 +40,16 @@ fn cri_log_path(log_directory: &str, log_path: &str) -> Result<Option<String>> {
     Ok(Some(dir.join(file).to_string_lossy().into_owned()))
 }
 
+/// A CRI container found by [`Runtime::find_container`].
+struct FoundContainer {
+    /// Full Docker ID.
+    id: String,
+    /// The CRI log file (label [`labels::LOG_PATH`]); empty for none.
+    cri_log: String,
+    /// Docker's json-file log path when inspect data gave it; empty when unknown.
+    docker_log: String,
+}
+
 /// Longest ContainerStatus waits for the log of an exited container to be copied.
 const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
@@ -62,6 +72,47 @@ impl Runtime {
         self.inspect_cri_container(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))
+    }
+
+    /// CRI container `id` (a full ID or a unique prefix) by its full ID and CRI log path: from
+    /// the event-fed view, without a Docker call, when it knows the full ID; otherwise
+    /// inspected (a prefix, or the view not being served). `None` when there is no such CRI
+    /// container.
+    async fn find_container(&self, id: &str) -> Result<Option<FoundContainer>> {
+        if let Some(s) = self.view.list_one(id, TYPE_CONTAINER) {
+            let cri_log = s.labels.get(labels::LOG_PATH).cloned().unwrap_or_default();
+            return Ok(Some(FoundContainer {
+                id: s.id,
+                cri_log,
+                docker_log: String::new(),
+            }));
+        }
+        Ok(self
+            .inspect_cri_container(id)
+            .await?
+            .map(|i| FoundContainer {
+                cri_log: i.labels.get(labels::LOG_PATH).cloned().unwrap_or_default(),
+                docker_log: i.log_path,
+                id: i.id,
+            }))
+    }
+
+    /// Docker's json-file log of started container `id`. This runtime creates its containers
+    /// with the json-file driver, which writes `containers/<id>/<id>-json.log` under Docker's
+    /// root directory, made when the container starts; when that file is not there (another
+    /// root directory since, another driver), inspect tells.
+    async fn docker_log_path(&self, id: &str) -> Result<String> {
+        let root = &self.host().await?.docker_root_dir;
+        if !root.is_empty() {
+            let path = Path::new(root)
+                .join("containers")
+                .join(id)
+                .join(format!("{id}-json.log"));
+            if path.is_file() {
+                return Ok(path.to_string_lossy().into_owned());
+            }
+        }
+        Ok(self.docker.inspect_container(id).await?.log_path)
     }
 
     /// Directory of the intent markers of in-flight CreateContainer calls.
@@ -98,16 +149,7 @@ impl Runtime {
             .ok_or_else(|| {
                 Error::NotFound(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
             })?;
-        let sandbox_info = match self.docker.inspect_container(&sb.id).await {
-            Ok(i) => i,
-            Err(docker::Error::NotFound(_)) => {
-                return Err(Error::NotFound(format!(
-                    "pod sandbox {:?} not found",
-                    sb.id
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let sandbox_host = self.sandbox_host(&sb.id).await?;
         let pod_md = sb.metadata();
         let log_directory = req
             .sandbox_config
@@ -152,9 +194,9 @@ impl Runtime {
             });
         let sandbox_ctx = convert::SandboxContext {
             sandbox_id: sb.id.clone(),
-            cgroup_parent: sandbox_info.cgroup_parent.clone(),
+            cgroup_parent: sandbox_host.cgroup_parent,
             namespace_options,
-            runtime: sandbox_info.runtime.clone(),
+            runtime: sandbox_host.runtime,
         };
         let host = super::inputs::container_inputs(cfg, &host)?;
         let mut spec = convert::container_spec(cfg, &name, docker_labels, &sandbox_ctx, &host)?;
@@ -182,32 +224,31 @@ impl Runtime {
     #[tracing::instrument(skip_all, fields(container_id = %id))]
     pub async fn start_container(&self, id: &str) -> Result<()> {
         self.host().await?;
-        let info = self.require_container(id).await?;
-        let cri_log = info
-            .labels
-            .get(labels::LOG_PATH)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(dir) = Path::new(&cri_log).parent().filter(|_| !cri_log.is_empty()) {
+        let found = self
+            .find_container(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
+        let cri_log = &found.cri_log;
+        if let Some(dir) = Path::new(cri_log).parent().filter(|_| !cri_log.is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::Internal(format!("creating log directory {}: {e}", dir.display()))
             })?;
         }
         self.docker
-            .start_container(&info.id)
+            .start_container(&found.id)
             .await
             .map_err(|e| with_context(e.into(), "starting container"))?;
-        self.view_note(&info.id, "running").await;
+        self.view_note(&found.id, "running").await;
         if !cri_log.is_empty() {
             // Docker 20.10 assigns the json-file path only when the container starts.
-            let docker_log = if info.log_path.is_empty() {
-                self.docker.inspect_container(&info.id).await?.log_path
+            let docker_log = if found.docker_log.is_empty() {
+                self.docker_log_path(&found.id).await?
             } else {
-                info.log_path.clone()
+                found.docker_log.clone()
             };
-            self.logs.follow(&info.id, &docker_log, &cri_log)?;
+            self.logs.follow(&found.id, &docker_log, cri_log)?;
         }
-        tracing::info!(container_id = %info.id, "container started");
+        tracing::info!(container_id = %found.id, "container started");
         Ok(())
     }
 
@@ -216,14 +257,14 @@ impl Runtime {
     #[tracing::instrument(skip_all, fields(container_id = %id))]
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
         self.host().await?;
-        let Some(info) = self.inspect_cri_container(id).await? else {
+        let Some(found) = self.find_container(id).await? else {
             tracing::info!("StopContainer: no such container, nothing to stop");
             return Ok(());
         };
         let timeout = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
-        ignore_not_found(self.docker.stop_container(&info.id, timeout).await)?;
-        self.view_note(&info.id, "exited").await;
-        tracing::info!(container_id = %info.id, "container stopped");
+        ignore_not_found(self.docker.stop_container(&found.id, timeout).await)?;
+        self.view_note(&found.id, "exited").await;
+        tracing::info!(container_id = %found.id, "container stopped");
         Ok(())
     }
 
@@ -232,25 +273,13 @@ impl Runtime {
     #[tracing::instrument(skip_all, fields(container_id = %id))]
     pub async fn remove_container(&self, id: &str) -> Result<()> {
         self.host().await?;
-        // The view knows a container by its full ID with its labels (the log path among
-        // them): no inspect needed. A prefix, or a view not being served, takes the inspect.
-        let (full_id, log_path) = match self.view.list_one(id, TYPE_CONTAINER) {
-            Some(s) => {
-                let log = s.labels.get(labels::LOG_PATH).cloned();
-                (s.id, log)
-            }
-            None => {
-                let Some(info) = self.inspect_cri_container(id).await? else {
-                    tracing::info!("RemoveContainer: no such container, nothing to remove");
-                    return Ok(());
-                };
-                let log = info.labels.get(labels::LOG_PATH).cloned();
-                (info.id, log)
-            }
+        let Some(found) = self.find_container(id).await? else {
+            tracing::info!("RemoveContainer: no such container, nothing to remove");
+            return Ok(());
         };
-        self.remove_container_by_id(&full_id, log_path.as_deref())
+        self.remove_container_by_id(&found.id, Some(&found.cri_log))
             .await?;
-        tracing::info!(container_id = %full_id, "container removed");
+        tracing::info!(container_id = %found.id, "container removed");
         Ok(())
     }
 
@@ -259,16 +288,24 @@ impl Runtime {
         id: &str,
         cri_log: Option<&str>,
     ) -> Result<()> {
-        ignore_not_found(self.docker.remove_container(id, true).await)?;
-        self.view.remove(id);
-        self.logs.forget(id);
-        if let Some(p) = cri_log.filter(|p| !p.is_empty()) {
-            match std::fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(container_id = %id, "removing log {p}: {e}"),
+        // The log copier stops and the CRI log goes whatever becomes of the container (as in
+        // the Go original, which removes the log before the container), both files on a
+        // blocking thread while Docker removes the container.
+        let position = self.logs.stop_following(id);
+        let cri_log = cri_log.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let files = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(position);
+            match cri_log.map(|p| std::fs::remove_file(&p).map_err(|e| (p, e))) {
+                Some(Err((p, e))) if e.kind() != std::io::ErrorKind::NotFound => Some((p, e)),
+                _ => None,
             }
+        });
+        let (removed, files) = tokio::join!(self.docker.remove_container(id, true), files);
+        if let Ok(Some((p, e))) = files {
+            tracing::warn!(container_id = %id, "removing log {}: {e}", p.display());
         }
+        ignore_not_found(removed)?;
+        self.view.remove(id);
         Ok(())
     }
 

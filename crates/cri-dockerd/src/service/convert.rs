@@ -59,6 +59,8 @@ pub struct HostContext {
     /// Contents of the Localhost seccomp profiles the config being translated refers to, by
     /// path; filled per call by [`super::inputs`].
     pub seccomp_profiles: HashMap<String, String>,
+    /// Docker's root directory (`docker info`), under which its json-file logs are.
+    pub docker_root_dir: String,
 }
 
 /// Capabilities Docker 20.10 knows (`CAP_PERFMON`, `CAP_BPF`, `CAP_CHECKPOINT_RESTORE` are

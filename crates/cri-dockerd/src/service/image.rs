@@ -96,6 +96,8 @@ impl Runtime {
             .pull_image(&full, auth, self.config.image_pull_progress_deadline)
             .await
             .map_err(|e| context(e, &format!("pull image {name:?}")))?;
+        // The pull may have moved a tag the view knows containers by.
+        self.view.forget_image_ids();
         let id = self
             .docker
             .inspect_image(&pulled_reference(&named))
@@ -150,6 +152,7 @@ impl Runtime {
                 Err(e) => return Err(context(e, &format!("remove image {name:?} ({r})"))),
             }
         }
+        self.view.forget_image_ids();
         tracing::info!(id = %info.id, "removed image");
         Ok(())
     }

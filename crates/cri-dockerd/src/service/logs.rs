@@ -188,12 +188,18 @@ impl LogManager {
 
     /// Stop copying (container removed); forget its state.
     pub fn forget(&self, container_id: &str) {
+        let _ = std::fs::remove_file(self.stop_following(container_id));
+    }
+
+    /// [`LogManager::forget`] but for deleting the copy position file, whose path it returns
+    /// (for the caller to remove, e.g. on a blocking thread).
+    pub fn stop_following(&self, container_id: &str) -> PathBuf {
         let removed = self.lock().ok().and_then(|mut m| m.remove(container_id));
         if let Some(f) = removed {
             let _ = f.ctl.send(Ctl::Stop);
             f.task.abort();
         }
-        let _ = std::fs::remove_file(self.state_path(container_id));
+        self.state_path(container_id)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Follower>>> {

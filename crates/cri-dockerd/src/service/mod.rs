@@ -57,6 +57,8 @@ pub struct Runtime {
     pub(crate) events: events::EventHub,
     /// Samples and caches of the stats calls.
     pub(crate) stats: stats::StatsState,
+    /// What CreateContainer copies from each sandbox's pause container.
+    pub(crate) sandbox_hosts: sandbox::SandboxHosts,
 }
 
 impl Runtime {
@@ -79,6 +81,7 @@ impl Runtime {
             view: view::View::default(),
             events: events::EventHub::default(),
             stats: stats::StatsState::default(),
+            sandbox_hosts: sandbox::SandboxHosts::default(),
             docker,
             config,
             network,
@@ -98,6 +101,7 @@ impl Runtime {
                 let info = self.docker.info().await?;
                 let mut host =
                     host::detect(&info.cgroup_driver, self.config.restrict_oom_score_adj);
+                host.docker_root_dir = info.docker_root_dir.clone();
                 host.docker_bridge =
                     self.config.network_plugin == crate::config::NetworkPluginKind::NoOp;
                 // Recovery is best effort: only an unreachable dockerd postpones start-up.

@@ -17,6 +17,51 @@ use crate::store::{PortMapping, SandboxCheckpoint};
 /// How long the pause container gets to stop before it is killed (as the Go original).
 const SANDBOX_STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// What a sandbox's containers take from its pause container's Docker host config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SandboxHost {
+    pub cgroup_parent: String,
+    pub runtime: String,
+}
+
+impl From<&docker::ContainerInfo> for SandboxHost {
+    fn from(i: &docker::ContainerInfo) -> Self {
+        SandboxHost {
+            cgroup_parent: i.cgroup_parent.clone(),
+            runtime: i.runtime.clone(),
+        }
+    }
+}
+
+/// [`SandboxHost`] per sandbox ID, kept from RunPodSandbox (or the first CreateContainer after
+/// a restart) until the sandbox is removed or destroyed, so CreateContainer needs no inspect.
+#[derive(Default)]
+pub(crate) struct SandboxHosts(std::sync::Mutex<std::collections::HashMap<String, SandboxHost>>);
+
+impl SandboxHosts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, SandboxHost>> {
+        // Each entry is written whole; a panic elsewhere cannot leave one half-made.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<SandboxHost> {
+        self.lock().get(id).cloned()
+    }
+
+    pub(crate) fn insert(&self, id: &str, host: SandboxHost) {
+        self.lock().insert(id.to_string(), host);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        let mut map = self.lock();
+        if map.remove(id).is_some() {
+            super::shrink_if_sparse(&mut map);
+        }
+    }
+}
+
 /// Unix nanoseconds of an RFC 3339 time; Docker's zero time (year 1) and garbage give 0.
 pub(crate) fn rfc3339_to_nanos(s: &str) -> i64 {
     match chrono::DateTime::parse_from_rfc3339(s) {
@@ -55,7 +100,7 @@ impl Runtime {
         loop {
             match self.docker.create_container(spec).await {
                 Ok(id) => {
-                    self.view_refresh(&id).await;
+                    self.view_created(&id, spec).await;
                     return Ok(id);
                 }
                 Err(docker::Error::NotFound(msg)) if pull && !pulled && msg.contains("image") => {
@@ -190,6 +235,7 @@ impl Runtime {
     ) -> Result<()> {
         let host_network = ns.network == cri::NamespaceMode::Node as i32;
         let info = self.docker.inspect_container(id).await?;
+        self.sandbox_hosts.insert(id, SandboxHost::from(&info));
         let cp = SandboxCheckpoint {
             id: id.to_string(),
             name: md.name.clone(),
@@ -337,15 +383,55 @@ impl Runtime {
             .await
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
+        // The checkpoint goes while Docker removes the pause container; should that removal
+        // fail, the checkpoint is written back. (A crash in between leaves a sandbox listed
+        // from its container alone, which kubelet removes again.)
+        let (removed, checkpoint) = tokio::join!(
+            async {
+                if sb.container.is_none() {
+                    return Ok(());
+                }
+                ignore_not_found(self.docker.remove_container(&sb.id, true).await)
+            },
+            self.checkpoints.remove_async(&sb.id)
+        );
+        if let Err(e) = removed {
+            if let (Ok(()), Some(cp)) = (&checkpoint, &sb.checkpoint)
+                && let Err(w) = self.checkpoints.write(cp)
+            {
+                tracing::warn!(pod_sandbox_id = %sb.id, "writing back the checkpoint of a sandbox that could not be removed: {w}");
+            }
+            return Err(e);
+        }
         if sb.container.is_some() {
-            ignore_not_found(self.docker.remove_container(&sb.id, true).await)?;
             self.view.remove(&sb.id);
         }
-        self.checkpoints
-            .remove(&sb.id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.sandbox_hosts.remove(&sb.id);
+        checkpoint.map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(pod_sandbox_id = %sb.id, "pod sandbox removed");
         Ok(())
+    }
+
+    /// The [`SandboxHost`] of sandbox `id` (whose pause container the view lists): kept, or
+    /// inspected once and kept while the view still lists the sandbox afterwards (so a
+    /// sandbox removed meanwhile leaves no entry behind).
+    pub(crate) async fn sandbox_host(&self, id: &str) -> Result<SandboxHost> {
+        if let Some(h) = self.sandbox_hosts.get(id) {
+            return Ok(h);
+        }
+        let info = match self.docker.inspect_container(id).await {
+            Ok(i) => i,
+            Err(docker::Error::NotFound(_)) => {
+                return Err(Error::NotFound(format!("pod sandbox {id:?} not found")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let host = SandboxHost::from(&info);
+        self.sandbox_hosts.insert(id, host.clone());
+        if self.view.list_one(id, TYPE_SANDBOX).is_none() {
+            self.sandbox_hosts.remove(id);
+        }
+        Ok(host)
     }
 
     /// The pause container's inspect data; `None` when it is gone.
@@ -464,8 +550,14 @@ impl Runtime {
     /// The CRI containers of a sandbox: from the event-fed view while it is served (every
     /// CreateContainer puts its container there before it returns), else one Docker list.
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<docker::ContainerSummary>> {
+        let of_sandbox = |c: &docker::ContainerSummary| {
+            c.labels.get(labels::SANDBOX_ID).map(String::as_str) == Some(sandbox_id)
+        };
+        if let Some(list) = self.view.list_where(labels::TYPE_CONTAINER, of_sandbox) {
+            return Ok(list);
+        }
         let mut all = self.list_container_summaries().await?;
-        all.retain(|c| c.labels.get(labels::SANDBOX_ID).map(String::as_str) == Some(sandbox_id));
+        all.retain(of_sandbox);
         Ok(all)
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::labels::{CONTAINER_TYPE, SANDBOX_ID, TYPE_SANDBOX};
 use super::{Error, Result, Runtime};
-use crate::docker::{ContainerAction, ContainerEvent, ContainerSummary, ListFilter};
+use crate::docker::{ContainerAction, ContainerEvent, ContainerSpec, ContainerSummary, ListFilter};
 
 /// How often the view is checked against one full Docker list even while events flow.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(30);
@@ -105,7 +105,14 @@ struct Inner {
     tomb_order: VecDeque<u64>,
     seq: u64,
     healthy: bool,
+    /// Image reference (as containers were created with it) -> image ID, as Docker last listed
+    /// a container of that reference; kept after the container is gone (see
+    /// [`View::image_id_of`]), at most [`IMAGE_IDS`] references.
+    image_ids: HashMap<String, String>,
 }
+
+/// Most image references [`Inner::image_ids`] keeps (it is emptied when full).
+const IMAGE_IDS: usize = 512;
 
 /// The view. All updates are synchronous and cheap; Docker calls happen outside it.
 pub struct View {
@@ -198,6 +205,12 @@ impl View {
         if inner.tombstones.contains(&tomb_key(&s.id)) {
             return;
         }
+        if !s.image_id.is_empty() && inner.image_ids.get(&s.image) != Some(&s.image_id) {
+            if inner.image_ids.len() >= IMAGE_IDS {
+                inner.image_ids = HashMap::new();
+            }
+            inner.image_ids.insert(s.image.clone(), s.image_id.clone());
+        }
         inner.seq += 1;
         let seq = inner.seq;
         match inner.entries.get_mut(&s.id) {
@@ -282,9 +295,30 @@ impl View {
         }
     }
 
+    /// The image ID Docker gave, when it last listed one, for a container made from image
+    /// reference `image`. It is stale when the reference has been moved to another image since
+    /// (a pull or tag outside [`View::forget_image_ids`]'s callers).
+    pub fn image_id_of(&self, image: &str) -> Option<String> {
+        self.lock().image_ids.get(image).cloned()
+    }
+
+    /// Forget every learned image ID (an image was pulled or removed).
+    pub fn forget_image_ids(&self) {
+        self.lock().image_ids = HashMap::new();
+    }
+
     /// Every entry of type `container_type` (newest first, like Docker's list); `None` while the
     /// view may not be served.
     pub fn list(&self, container_type: &str) -> Option<Vec<ContainerSummary>> {
+        self.list_where(container_type, |_| true)
+    }
+
+    /// [`View::list`] of the entries `keep` accepts (only those are copied).
+    pub fn list_where(
+        &self,
+        container_type: &str,
+        keep: impl Fn(&ContainerSummary) -> bool,
+    ) -> Option<Vec<ContainerSummary>> {
         let inner = self.lock();
         if !inner.healthy {
             return None;
@@ -294,6 +328,7 @@ impl View {
             .values()
             .filter(|e| {
                 e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
+                    && keep(&e.summary)
             })
             .map(|e| e.summary.clone())
             .collect();
@@ -360,6 +395,27 @@ impl Runtime {
         }
     }
 
+    /// Record a container this process just created from `spec` without asking Docker again:
+    /// what a Docker list would say of it is known (name, image, labels, state `created`) but
+    /// for the image ID, taken from the last listed container of the same image reference. When
+    /// no container of that image was listed yet, the container is listed instead. Docker's create event refreshes
+    /// the entry a moment later in any case, adding the labels it inherits from its image and
+    /// correcting the image ID should the tag have moved since that entry was listed.
+    pub(crate) async fn view_created(&self, id: &str, spec: &ContainerSpec) {
+        match self.view.image_id_of(&spec.image) {
+            Some(image_id) => self.view.apply(ContainerSummary {
+                id: id.to_string(),
+                name: spec.name.clone(),
+                image: spec.image.clone(),
+                image_id,
+                labels: spec.labels.clone(),
+                state: "created".into(),
+                created: now_secs(),
+            }),
+            None => self.view_refresh(id).await,
+        }
+    }
+
     /// Record the Docker state an RPC just produced (or re-read the container if the view
     /// does not know it).
     pub(crate) async fn view_note(&self, id: &str, state: &str) {
@@ -388,6 +444,7 @@ impl Runtime {
             ContainerAction::Destroy => {
                 self.view.remove(&ev.id);
                 self.stats.removed(&ev.id);
+                self.sandbox_hosts.remove(&ev.id);
                 // What was kept for it (view entry, log copier, stats files) is free now.
                 crate::memory::release_soon();
             }
@@ -614,5 +671,62 @@ mod tests {
         let t = rx.try_recv().unwrap();
         assert!(!t.is_sandbox);
         assert_eq!(t.sandbox_id, "sb");
+    }
+
+    #[test]
+    fn image_ids_are_learned_from_listings_and_outlive_their_containers() {
+        let v = View::default();
+        let with_image = |id: &str, image: &str, image_id: &str| ContainerSummary {
+            image: image.into(),
+            image_id: image_id.into(),
+            ..s(id, "running", TYPE_CONTAINER)
+        };
+        assert_eq!(v.image_id_of("busybox"), None);
+        v.apply(with_image("a", "busybox", "sha256:1"));
+        v.apply(with_image("b", "pause", ""));
+        assert_eq!(v.image_id_of("busybox").as_deref(), Some("sha256:1"));
+        assert_eq!(v.image_id_of("pause"), None, "no ID given, none learned");
+        v.remove("a");
+        assert_eq!(v.image_id_of("busybox").as_deref(), Some("sha256:1"));
+        // A later listing wins (the tag moved).
+        v.apply(with_image("c", "busybox", "sha256:2"));
+        assert_eq!(v.image_id_of("busybox").as_deref(), Some("sha256:2"));
+        v.forget_image_ids();
+        assert_eq!(v.image_id_of("busybox"), None);
+        // Bounded: a full map starts over.
+        for i in 0..=IMAGE_IDS {
+            v.apply(with_image(&format!("x{i}"), &format!("img{i}"), "sha256:3"));
+        }
+        assert!(v.lock().image_ids.len() <= IMAGE_IDS);
+        assert_eq!(
+            v.image_id_of(&format!("img{IMAGE_IDS}")).as_deref(),
+            Some("sha256:3")
+        );
+    }
+
+    #[test]
+    fn list_where_copies_only_the_matching_entries() {
+        let v = View::default();
+        v.set_healthy(true);
+        v.apply(s("a", "running", TYPE_CONTAINER));
+        v.apply(ContainerSummary {
+            labels: HashMap::from([
+                (CONTAINER_TYPE.to_string(), TYPE_CONTAINER.to_string()),
+                (SANDBOX_ID.to_string(), "other".to_string()),
+            ]),
+            ..s("b", "running", TYPE_CONTAINER)
+        });
+        v.apply(s("p", "running", TYPE_SANDBOX));
+        let of_sb =
+            |c: &ContainerSummary| c.labels.get(SANDBOX_ID).map(String::as_str) == Some("sb");
+        let ids: Vec<String> = v
+            .list_where(TYPE_CONTAINER, of_sb)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, vec!["a".to_string()]);
+        v.set_healthy(false);
+        assert!(v.list_where(TYPE_CONTAINER, of_sb).is_none());
     }
 }

@@ -374,6 +374,30 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// [`CheckpointStore::remove`] with the file's unlink on a blocking thread, so that the
+    /// caller can overlap it with other work (an unlink of a synced file costs a few hundred
+    /// microseconds on ext4).
+    pub async fn remove_async(&self, id: &str) -> Result<()> {
+        let path = self.path(id)?;
+        let _ = self.preload();
+        let unlink = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::remove_file(path))
+        };
+        match unlink
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Io { path, source }),
+        }
+        self.update(|i| {
+            i.remove(id);
+        });
+        Ok(())
+    }
+
     /// IDs of every checkpoint file (readable or not), sorted.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self

@@ -632,3 +632,79 @@ async fn failed_checkpoint_write_removes_the_container() {
     assert!(e.message().contains("checkpoint"), "{}", e.message());
     assert!(uid_ps(&uid).is_empty(), "the container must be removed");
 }
+
+/// Clears the immutable attribute of a file on drop (so a failing test still lets the pod go).
+struct Pinned(std::path::PathBuf);
+
+impl Pinned {
+    fn pin(path: std::path::PathBuf) -> Pinned {
+        std::fs::write(&path, b"pinned").expect("write the pinned file");
+        common::command_output("chattr", &["+i", &path.to_string_lossy()]);
+        Pinned(path)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .args(["-i", &self.0.to_string_lossy()])
+            .status();
+    }
+}
+
+/// RemovePodSandbox removes the checkpoint while Docker removes the pause container; when
+/// Docker fails (here: an immutable file in the container's writable layer), the call fails and
+/// the checkpoint is written back, so the sandbox stays listed and a retry removes both.
+#[tokio::test]
+async fn remove_pod_sandbox_keeps_the_checkpoint_when_docker_fails() {
+    require_docker!();
+    if !common::host::is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "pinning a file (chattr +i) needs root"
+        );
+        eprintln!("skipping: pinning a file (chattr +i) needs root");
+        return;
+    }
+    let d = Daemon::start(&[]).await;
+    let mut rt = d.runtime().await;
+    let uid = unique();
+    let _cleanup = PodCleanup(uid.clone());
+    let id = run_pod_sandbox(&mut rt, &pod_config(&uid, &d.dir.path().join("logs"))).await;
+    stop_pod_sandbox(&mut rt, &id).await;
+    let upper = common::docker(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &id]);
+    let pinned = Pinned::pin(std::path::Path::new(&upper).join("cri-dockerd-test-pinned"));
+    let checkpoint = d.root().join("sandbox").join(&id);
+    assert!(checkpoint.exists(), "checkpoint {checkpoint:?}");
+
+    let err = rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .expect_err("Docker cannot remove the pause container");
+    assert!(err.message().contains("operation not permitted"), "{err:?}");
+    assert!(
+        checkpoint.exists(),
+        "checkpoint written back: {checkpoint:?}"
+    );
+    let listed = |rt: &mut Rt| {
+        let mut rt = rt.clone();
+        let id = id.clone();
+        async move {
+            rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                .await
+                .expect("ListPodSandbox")
+                .into_inner()
+                .items
+                .iter()
+                .any(|s| s.id == id)
+        }
+    };
+    assert!(listed(&mut rt).await, "still listed");
+
+    drop(pinned);
+    remove_pod_sandbox(&mut rt, &id).await;
+    assert!(!checkpoint.exists(), "checkpoint {checkpoint:?} removed");
+    assert!(!listed(&mut rt).await, "no longer listed");
+}

@@ -78,3 +78,42 @@ async fn starts_while_dockerd_is_down_and_recovers() {
         .await
         .expect("version after dockerd appeared");
 }
+
+/// Docker calls reuse idle connections (as the Go original's client does) instead of dialing
+/// dockerd for each, and a connection cut by a dockerd restart is not reused.
+#[tokio::test]
+async fn docker_connections_are_reused_and_replaced_after_a_restart() {
+    require_docker!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
+    let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
+    let mut rt = d.runtime().await;
+    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
+    let calls = |rt: &mut common::pods::Rt| {
+        let mut rt = rt.clone();
+        async move {
+            for _ in 0..20 {
+                rt.version(cri::VersionRequest::default())
+                    .await
+                    .expect("Version");
+            }
+        }
+    };
+    calls(&mut rt).await;
+    let before = proxy.accepted();
+    calls(&mut rt).await;
+    assert_eq!(
+        proxy.accepted(),
+        before,
+        "20 sequential calls on a warm pool dial no new connection"
+    );
+
+    proxy.stop().await;
+    proxy.start();
+    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
+    calls(&mut rt).await;
+    assert!(
+        proxy.accepted() > before,
+        "new connections after the restart"
+    );
+}

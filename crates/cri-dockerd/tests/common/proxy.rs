@@ -13,6 +13,7 @@ pub struct DockerProxy {
     path: PathBuf,
     listener: Option<JoinHandle<()>>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl DockerProxy {
@@ -22,6 +23,7 @@ impl DockerProxy {
             path: path.to_path_buf(),
             listener: None,
             conns: Arc::default(),
+            accepted: Arc::default(),
         }
     }
 
@@ -46,11 +48,13 @@ impl DockerProxy {
             .trim_start_matches("unix://")
             .to_string();
         let conns = self.conns.clone();
+        let accepted = self.accepted.clone();
         self.listener = Some(tokio::spawn(async move {
             loop {
                 let Ok((mut down, _)) = listener.accept().await else {
                     break;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let upstream = upstream.clone();
                 let conn = tokio::spawn(async move {
                     if let Ok(mut up) = UnixStream::connect(&upstream).await {
@@ -62,6 +66,11 @@ impl DockerProxy {
                 conns.push(conn);
             }
         }));
+    }
+
+    /// How many connections the proxy has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Remove the socket, stop listening and cut every open connection; returns once all of

@@ -391,11 +391,22 @@ async fn restart_recovery_keeps_state_and_cleans_half_created() {
     assert_eq!(before.len(), 2);
 
     // An interrupted RunPodSandbox: a pause container with our labels, never started, no
-    // checkpoint.
+    // checkpoint. It carries this daemon's owner label (as the daemon's own would): other
+    // tests' daemons, starting meanwhile, would otherwise clean it up too, and a removal
+    // racing with ours fails ours ("removal already in progress") while it is still listed.
+    let owner = common::docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"io.kubernetes.cri-dockerd.owner\"}}",
+        &a,
+    ]);
+    assert!(!owner.is_empty(), "sandbox {a} has an owner label");
     let half = common::docker(&[
         "create",
         "--name",
         &format!("k8s_POD_half-{uid}_sbtest_{uid}_0"),
+        "--label",
+        &format!("io.kubernetes.cri-dockerd.owner={owner}"),
         "--label",
         "io.kubernetes.docker.type=podsandbox",
         "--label",

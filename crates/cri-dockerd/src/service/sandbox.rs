@@ -217,6 +217,7 @@ impl Runtime {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox: {rm}");
                 }
                 self.view_refresh(&id).await;
+                self.sandbox_hosts.remove(&id);
                 if let Err(rm) = self.checkpoints.remove(&id) {
                     tracing::warn!(pod_sandbox_id = %id, "removing the failed sandbox's checkpoint: {rm}");
                 }

@@ -13,14 +13,21 @@ use k8s_cri::v1 as cri;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
-#[tokio::test]
-async fn follows_dockerd_going_away_and_coming_back() {
-    require_docker!();
+/// A daemon talking to dockerd through a started [`DockerProxy`], ready; the temp dir holds the
+/// proxy's socket.
+async fn ready_behind_proxy() -> (tempfile::TempDir, DockerProxy, Daemon, common::pods::Rt) {
     let dir = tempfile::tempdir().unwrap();
-    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
+    let proxy = DockerProxy::started(&dir.path().join("docker.sock"));
     let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
     let mut rt = d.runtime().await;
     wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
+    (dir, proxy, d, rt)
+}
+
+#[tokio::test]
+async fn follows_dockerd_going_away_and_coming_back() {
+    require_docker!();
+    let (_dir, mut proxy, d, mut rt) = ready_behind_proxy().await;
     rt.version(cri::VersionRequest::default())
         .await
         .expect("version while up");
@@ -84,11 +91,7 @@ async fn starts_while_dockerd_is_down_and_recovers() {
 #[tokio::test]
 async fn docker_connections_are_reused_and_replaced_after_a_restart() {
     require_docker!();
-    let dir = tempfile::tempdir().unwrap();
-    let mut proxy = DockerProxy::started(&dir.path().join("docker.sock"));
-    let d = Daemon::start(&[&proxy.endpoint_flag()]).await;
-    let mut rt = d.runtime().await;
-    wait_runtime_ready(&mut rt, true, READY_TIMEOUT).await;
+    let (_dir, mut proxy, _d, mut rt) = ready_behind_proxy().await;
     let calls = |rt: &mut common::pods::Rt| {
         let mut rt = rt.clone();
         async move {

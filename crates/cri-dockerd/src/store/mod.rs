@@ -363,15 +363,8 @@ impl CheckpointStore {
     pub fn remove(&self, id: &str) -> Result<()> {
         let path = self.path(id)?;
         let _ = self.preload();
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Io { path, source }),
-        }
-        self.update(|i| {
-            i.remove(id);
-        });
-        Ok(())
+        let unlinked = std::fs::remove_file(&path);
+        self.removed(id, path, unlinked)
     }
 
     /// [`CheckpointStore::remove`] with the file's unlink on a blocking thread, so that the
@@ -384,10 +377,16 @@ impl CheckpointStore {
             let path = path.clone();
             tokio::task::spawn_blocking(move || std::fs::remove_file(path))
         };
-        match unlink
+        let unlinked = unlink
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        {
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.removed(id, path, unlinked)
+    }
+
+    /// After the unlink of checkpoint `id`'s file at `path`: drop it from the index unless the
+    /// unlink failed (an absent file counts as removed).
+    fn removed(&self, id: &str, path: PathBuf, unlinked: std::io::Result<()>) -> Result<()> {
+        match unlinked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::Io { path, source }),

@@ -197,7 +197,6 @@ fn run(config: Config) -> anyhow::Result<()> {
         // into the backlog) and a supervisor may send SIGTERM as soon as the socket is there,
         // and SIGTERM's default action would kill us without the clean stop.
         let signals = StopSignals::install();
-        cri_dockerd::memory::spawn_releaser();
         // Bind the CRI socket first: if it fails, that is the only line logged.
         let listener = server::listen::bind(&config.cri_endpoint)
             .await

@@ -445,8 +445,6 @@ impl Runtime {
                 self.view.remove(&ev.id);
                 self.stats.removed(&ev.id);
                 self.sandbox_hosts.remove(&ev.id);
-                // What was kept for it (view entry, log copier, stats files) is free now.
-                crate::memory::release_soon();
             }
             ContainerAction::Oom | ContainerAction::Other(_) => {}
         }

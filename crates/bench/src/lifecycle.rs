@@ -581,8 +581,13 @@ pub async fn concurrent_startups(
     })
 }
 
+/// How long after the last churn cycle resident memory is read: what the daemon holds once the
+/// burst is over. tokio ends a blocking-pool thread after 10 s idle, and until then its stack
+/// (tens to hundreds of KiB touched) counts as resident.
+pub const CHURN_SETTLE: Duration = Duration::from_secs(11);
+
 /// `cycles` CreateContainer/RemoveContainer cycles in one sandbox (made and removed around
-/// them); returns the daemon's resident memory (KiB) before and half a second after.
+/// them); returns the daemon's resident memory (KiB) before and [`CHURN_SETTLE`] after.
 pub async fn churn(
     rt: &RuntimeServiceClient<Channel>,
     images: &Images,
@@ -601,6 +606,6 @@ pub async fn churn(
             .await?;
     }
     cri_remove_pod(&mut rt, &pod.sandbox).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(CHURN_SETTLE).await;
     Ok((before, crate::rss_kib(pid)))
 }

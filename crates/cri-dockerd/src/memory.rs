@@ -11,11 +11,14 @@
 //! leaves behind on fewer pages.
 //!
 //! [`CONF`]: one arena (the daemon is I/O bound; two worker threads do not contend), no
-//! per-thread cache (a cache holds freed objects back on every thread), and dirty/muzzy decay
-//! of 0: pages that become free are returned to the kernel when they are freed, not after
-//! jemalloc's default 10 s (which, without allocation activity to drive it, may be never).
-//! That costs an `madvise` per freed run of pages, which at a CRI call's few allocations is
-//! not measurable next to the Docker call it makes.
+//! per-thread cache, and dirty/muzzy decay of 0: pages that become free are returned to the
+//! kernel when they are freed, not after jemalloc's default 10 s (which, without allocation
+//! activity to drive it, may be never). The decay costs an `madvise` per freed run of pages, not
+//! measurable next to the Docker call a CRI call makes. The thread cache is the trade-off: with
+//! it, calls answered from memory were 60-150 us faster (ListContainers at 20 containers 0.21
+//! instead of 0.33 ms, Status 0.29 instead of 0.35 ms), but memory stayed 1.4-1.6 MiB above idle
+//! after the burst (a cache fills from many slabs at once and scatters what stays live), also
+//! with smaller caches or with each worker flushing its cache when it goes idle.
 
 use std::ffi::{CStr, c_char};
 

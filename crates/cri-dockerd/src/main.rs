@@ -8,6 +8,7 @@ use anyhow::Context;
 use cri_dockerd::cgroups;
 use cri_dockerd::config::{self, Action, Config, Flags, LogFormat};
 use cri_dockerd::docker::DockerClient;
+use cri_dockerd::memory;
 use cri_dockerd::metrics;
 use cri_dockerd::server::{self, notify::notify};
 use cri_dockerd::service::Runtime;
@@ -210,6 +211,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             None => None,
         };
         runtime.spawn_startup();
+        memory::spawn_releaser();
         // The first line at info: a failure before this point is the only line logged.
         tracing::info!(
             version = %version::full_version(),

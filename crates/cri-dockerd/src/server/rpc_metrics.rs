@@ -119,6 +119,7 @@ pub struct Pending(RpcCall);
 impl Pending {
     fn finish(self, code: i32) {
         record_rpc(self.0, code);
+        crate::memory::note_activity();
         std::mem::forget(self);
     }
 }
@@ -126,6 +127,7 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         record_rpc(self.0, CANCELLED);
+        crate::memory::note_activity();
     }
 }
 

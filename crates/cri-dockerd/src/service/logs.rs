@@ -194,7 +194,11 @@ impl LogManager {
     /// [`LogManager::forget`] but for deleting the copy position file, whose path it returns
     /// (for the caller to remove, e.g. on a blocking thread).
     pub fn stop_following(&self, container_id: &str) -> PathBuf {
-        let removed = self.lock().ok().and_then(|mut m| m.remove(container_id));
+        let removed = self.lock().ok().and_then(|mut m| {
+            let f = m.remove(container_id);
+            crate::memory::shrink_if_sparse(&mut m);
+            f
+        });
         if let Some(f) = removed {
             let _ = f.ctl.send(Ctl::Stop);
             f.task.abort();

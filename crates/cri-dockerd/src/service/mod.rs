@@ -142,12 +142,4 @@ fn owner_id(root: &std::path::Path) -> String {
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Give a map's table back once it is mostly empty (after a hundred pods went away), so that
-/// the memory of a past peak does not stay pinned under a few live entries.
-pub(crate) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(
-    m: &mut std::collections::HashMap<K, V>,
-) {
-    if m.capacity() > 64 && m.len() < m.capacity() / 4 {
-        m.shrink_to_fit();
-    }
-}
+pub(crate) use crate::memory::shrink_if_sparse;

@@ -393,6 +393,7 @@ impl CheckpointStore {
         }
         self.update(|i| {
             i.remove(id);
+            crate::memory::shrink_if_sparse(i);
         });
         Ok(())
     }

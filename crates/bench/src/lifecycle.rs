@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::client::Conn;
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
@@ -17,7 +18,6 @@ use bollard::query_parameters::{
 };
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::Channel;
 
 use crate::{Row, Stats, row, stats};
 
@@ -123,7 +123,7 @@ pub struct CriPod {
 
 /// A sandbox with `containers` busybox `sleep` containers (`c0`, `c1`, …), started if `start`.
 pub async fn cri_run_pod(
-    rt: &mut RuntimeServiceClient<Channel>,
+    rt: &mut RuntimeServiceClient<Conn>,
     uid: &str,
     log_dir: &str,
     images: &Images,
@@ -157,7 +157,7 @@ pub async fn cri_run_pod(
 }
 
 async fn cri_create(
-    rt: &mut RuntimeServiceClient<Channel>,
+    rt: &mut RuntimeServiceClient<Conn>,
     sandbox: &str,
     config: &cri::PodSandboxConfig,
     images: &Images,
@@ -175,10 +175,7 @@ async fn cri_create(
 }
 
 /// StopPodSandbox then RemovePodSandbox.
-pub async fn cri_remove_pod(
-    rt: &mut RuntimeServiceClient<Channel>,
-    id: &str,
-) -> anyhow::Result<()> {
+pub async fn cri_remove_pod(rt: &mut RuntimeServiceClient<Conn>, id: &str) -> anyhow::Result<()> {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: id.into(),
     })
@@ -239,7 +236,7 @@ pub struct Template {
 
 impl Template {
     pub async fn make(
-        rt: &mut RuntimeServiceClient<Channel>,
+        rt: &mut RuntimeServiceClient<Conn>,
         docker: &Docker,
         images: &Images,
         log_dir: &str,
@@ -270,7 +267,7 @@ impl Template {
         })
     }
 
-    pub async fn remove(self, rt: &mut RuntimeServiceClient<Channel>) -> anyhow::Result<()> {
+    pub async fn remove(self, rt: &mut RuntimeServiceClient<Conn>) -> anyhow::Result<()> {
         cri_remove_pod(rt, &self.sandbox).await
     }
 }
@@ -347,7 +344,7 @@ async fn timed<T, E: Into<anyhow::Error>>(
 
 /// One CRI lifecycle: the seven durations.
 async fn cri_lifecycle(
-    rt: &mut RuntimeServiceClient<Channel>,
+    rt: &mut RuntimeServiceClient<Conn>,
     images: &Images,
     log_dir: &str,
     i: usize,
@@ -420,7 +417,7 @@ async fn direct_lifecycle(
 
 /// The lifecycle rows: `reps` alternating CRI and direct rounds, medians and ratios.
 pub async fn lifecycle_rows(
-    rt: &RuntimeServiceClient<Channel>,
+    rt: &RuntimeServiceClient<Conn>,
     docker: &Docker,
     images: &Images,
     log_dir: &str,
@@ -449,7 +446,7 @@ type Samples = Vec<Vec<Duration>>;
 /// One warm-up round each way (not counted), then `reps` rounds of both, the side that goes
 /// first alternating.
 async fn lifecycle_rounds(
-    rt: &mut RuntimeServiceClient<Channel>,
+    rt: &mut RuntimeServiceClient<Conn>,
     docker: &Docker,
     images: &Images,
     bodies: &Bodies,
@@ -491,7 +488,7 @@ pub struct Concurrent {
 
 /// `n` pods (sandbox + started container) at once, through CRI and then directly.
 pub async fn concurrent_startups(
-    rt: &RuntimeServiceClient<Channel>,
+    rt: &RuntimeServiceClient<Conn>,
     docker: &Docker,
     images: &Images,
     log_dir: &str,
@@ -589,12 +586,13 @@ pub const CHURN_SETTLE: Duration = Duration::from_secs(11);
 /// `cycles` CreateContainer/RemoveContainer cycles in one sandbox (made and removed around
 /// them); returns the daemon's resident memory (KiB) before and [`CHURN_SETTLE`] after.
 pub async fn churn(
-    rt: &RuntimeServiceClient<Channel>,
+    rt: &RuntimeServiceClient<Conn>,
     images: &Images,
     log_dir: &str,
     pid: u32,
     cycles: usize,
 ) -> anyhow::Result<(u64, u64)> {
+    tokio::time::sleep(crate::QUIET_SETTLE).await;
     let before = crate::rss_kib(pid);
     let mut rt = rt.clone();
     let uid = unique("churn", 0);

@@ -7,6 +7,7 @@
 //!
 //! The pod lifecycle part lives in [`lifecycle`].
 
+mod client;
 mod lifecycle;
 
 use std::future::Future;
@@ -17,12 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bollard::Docker;
 use clap::Parser;
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 use lifecycle::CriPod;
 
@@ -32,6 +31,11 @@ const LIST_TARGET_PODS: usize = 100;
 const LIST_MAX_MS: f64 = 10.0;
 const IDLE_MAX_KIB: u64 = 15 * 1024;
 const CHURN_MAX_RATIO: f64 = 1.10;
+
+/// How long the daemon is left without calls before its resident memory is read: it gives
+/// free memory back to the kernel a second after its last call (`cri_dockerd::memory::QUIET`),
+/// and a reading taken earlier would count pages it has freed but not yet returned.
+pub(crate) const QUIET_SETTLE: Duration = Duration::from_millis(1500);
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark cri-dockerd against direct Docker API calls")]
@@ -60,10 +64,10 @@ struct Args {
     /// is 41 (about 40 s).
     #[arg(long, default_value_t = 41)]
     lifecycle_reps: usize,
-    /// Pods started at once in the concurrency measurement.
+    /// Pods started at once in the concurrency measurement (0: skip it).
     #[arg(long, default_value_t = 20)]
     concurrent: usize,
-    /// Create/remove cycles of a container for the "RSS after churn" measurement.
+    /// Create/remove cycles of a container for the "RSS after churn" measurement (0: skip it).
     #[arg(long, default_value_t = 1000)]
     churn: usize,
     /// Only the call-latency parts (no lifecycle, concurrency or churn).
@@ -263,8 +267,8 @@ async fn start_daemon(args: &Args) -> anyhow::Result<(Daemon, Duration)> {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(ch) = connect(&d.socket).await {
-            let mut rt = RuntimeServiceClient::new(ch);
+        if let Ok(ch) = client::connect(&d.socket).await {
+            let mut rt = RuntimeServiceClient::with_origin(ch, client::origin());
             if rt.version(cri::VersionRequest::default()).await.is_ok() {
                 return Ok((d, started.elapsed()));
             }
@@ -274,18 +278,6 @@ async fn start_daemon(args: &Args) -> anyhow::Result<(Daemon, Duration)> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-async fn connect(path: &std::path::Path) -> anyhow::Result<Channel> {
-    let path = path.to_path_buf();
-    Ok(Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await?)
 }
 
 /// A `/proc/<pid>/status` figure in KiB (0 when unreadable).
@@ -322,7 +314,7 @@ fn docker_list_by_type(ty: &str) -> bollard::query_parameters::ListContainersOpt
     }
 }
 
-type Rt = RuntimeServiceClient<Channel>;
+type Rt = RuntimeServiceClient<client::Conn>;
 
 /// ListPodSandbox, ListContainers, PodSandboxStatus, ContainerStatus and ListContainerStats at
 /// `pods.len()` running pods, next to the Docker list/inspect calls they stand on
@@ -474,6 +466,7 @@ async fn list_phase(
                 break;
             }
         }
+        tokio::time::sleep(QUIET_SETTLE).await;
         memory.with_pods.push((n, rss_kib(pid)));
     }
     eprintln!("List/Status: removing {} pods", pods.len());
@@ -482,6 +475,7 @@ async fn list_phase(
             eprintln!("removing pod {}: {e}", p.sandbox);
         }
     }
+    tokio::time::sleep(QUIET_SETTLE).await;
     memory.after_pods_removed_kib = Some(rss_kib(pid));
     result.context("List/Status at N pods")?;
     Ok(rows)
@@ -559,9 +553,12 @@ fn verdicts(r: &Report) -> Vec<Verdict> {
     out
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.reps == 0 || args.lifecycle_reps == 0 {
+        bail!("--reps and --lifecycle-reps must be at least 1");
+    }
     let docker = Docker::connect_with_unix(&args.docker_socket, 120, bollard::API_DEFAULT_VERSION)?
         .negotiate_version()
         .await?;
@@ -587,7 +584,7 @@ async fn main() -> anyhow::Result<()> {
 async fn basic_calls(
     reps: usize,
     rt: &Rt,
-    img: &ImageServiceClient<Channel>,
+    img: &ImageServiceClient<client::Conn>,
     docker: &Docker,
     image: &str,
 ) -> anyhow::Result<Vec<Row>> {
@@ -650,19 +647,20 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
     }
     let (daemon, _) = start_daemon(args).await?;
     let pid = daemon.child.id();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(QUIET_SETTLE).await;
     let mut memory = Memory {
         idle_kib: rss_kib(pid),
         idle_anon_file_kib: rss_parts(pid),
         ..Default::default()
     };
 
-    let ch = connect(&daemon.socket).await?;
-    let rt = RuntimeServiceClient::new(ch.clone());
-    let img = ImageServiceClient::new(ch);
+    let ch = client::connect(&daemon.socket).await?;
+    let rt = RuntimeServiceClient::with_origin(ch.clone(), client::origin());
+    let img = ImageServiceClient::with_origin(ch, client::origin());
     let (mut rows, mut list_rows) = (Vec::new(), Vec::new());
     if !args.only_stats {
         rows = basic_calls(args.reps, &rt, &img, docker, &args.image).await?;
+        tokio::time::sleep(QUIET_SETTLE).await;
         memory.after_calls_kib = rss_kib(pid);
         list_rows = list_phase(args, &rt, docker, pid, &mut memory).await?;
     }
@@ -675,17 +673,22 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         let log_dir = logs.path().to_string_lossy().into_owned();
         eprintln!("lifecycle: {} rounds", args.lifecycle_reps);
         lc = lifecycle::lifecycle_rows(&rt, docker, &images, &log_dir, args.lifecycle_reps).await?;
-        eprintln!("concurrent start-ups: {} pods", args.concurrent);
-        concurrent = Some(
-            lifecycle::concurrent_startups(&rt, docker, &images, &log_dir, args.concurrent).await?,
-        );
-        eprintln!("churn: {} create/remove cycles", args.churn);
-        let (before, after) = lifecycle::churn(&rt, &images, &log_dir, pid, args.churn).await?;
-        memory.before_churn_kib = Some(before);
-        memory.churn_cycles = args.churn;
-        memory.after_churn_kib = Some(after);
-        memory.after_churn_anon_file_kib = Some(rss_parts(pid));
-        memory.churn_vs_idle = Some(after as f64 / memory.idle_kib.max(1) as f64);
+        if args.concurrent > 0 {
+            eprintln!("concurrent start-ups: {} pods", args.concurrent);
+            concurrent = Some(
+                lifecycle::concurrent_startups(&rt, docker, &images, &log_dir, args.concurrent)
+                    .await?,
+            );
+        }
+        if args.churn > 0 {
+            eprintln!("churn: {} create/remove cycles", args.churn);
+            let (before, after) = lifecycle::churn(&rt, &images, &log_dir, pid, args.churn).await?;
+            memory.before_churn_kib = Some(before);
+            memory.churn_cycles = args.churn;
+            memory.after_churn_kib = Some(after);
+            memory.after_churn_anon_file_kib = Some(rss_parts(pid));
+            memory.churn_vs_idle = Some(after as f64 / memory.idle_kib.max(1) as f64);
+        }
     }
 
     let stats_rows = if args.stats_pods.is_empty() {

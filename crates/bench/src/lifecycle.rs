@@ -580,8 +580,9 @@ pub async fn concurrent_startups(
 
 /// How long after the last churn cycle resident memory is read: what the daemon holds once the
 /// burst is over. tokio ends a blocking-pool thread after 10 s idle, and until then its stack
-/// (tens to hundreds of KiB touched) counts as resident.
-pub const CHURN_SETTLE: Duration = Duration::from_secs(11);
+/// (tens to hundreds of KiB touched) counts as resident; what the thread frees as it ends goes
+/// back to the kernel a second later ([`crate::QUIET_SETTLE`]).
+pub const CHURN_SETTLE: Duration = Duration::from_millis(12_500);
 
 /// `cycles` CreateContainer/RemoveContainer cycles in one sandbox (made and removed around
 /// them); returns the daemon's resident memory (KiB) before and [`CHURN_SETTLE`] after.

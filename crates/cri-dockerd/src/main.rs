@@ -188,6 +188,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A blocking-pool thread ends after 10 s idle and frees what it held: give that back
+        // too once things are quiet.
+        .on_thread_stop(memory::note_activity)
         .build()
         .context("starting the async runtime")?;
     let result = rt.block_on(async move {

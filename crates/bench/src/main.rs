@@ -74,7 +74,7 @@ struct Args {
     #[arg(long)]
     calls_only: bool,
     /// Running pods at which List/Status calls (and resident memory) are measured, pods
-    /// created through CRI with `--containers-per-pod` running containers each; empty to skip.
+    /// created through CRI with `--containers-per-pod` running containers each; 0 to skip.
     #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
     list_pods: Vec<usize>,
     /// Running containers per pod for the List/Status measurements.

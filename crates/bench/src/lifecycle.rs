@@ -422,13 +422,19 @@ pub async fn lifecycle_rows(
     images: &Images,
     log_dir: &str,
     reps: usize,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Hops)> {
     let mut rt = rt.clone();
     let template = Template::make(&mut rt, docker, images, log_dir).await?;
-    let result = lifecycle_rounds(&mut rt, docker, images, &template.bodies, log_dir, reps).await;
+    let result = async {
+        let rounds =
+            lifecycle_rounds(&mut rt, docker, images, &template.bodies, log_dir, reps).await?;
+        let hops = hops(&mut rt, docker, &template.bodies, reps).await?;
+        anyhow::Ok((rounds, hops))
+    }
+    .await;
     template.remove(&mut rt).await?;
-    let (cri_s, dir_s) = result?;
-    Ok(STEPS
+    let ((cri_s, dir_s), hops) = result?;
+    let rows = STEPS
         .iter()
         .zip(cri_s.into_iter().zip(dir_s))
         .map(|((cri_name, floor), (c, d))| {
@@ -438,7 +444,61 @@ pub async fn lifecycle_rows(
                 Some(stats(d)),
             )
         })
-        .collect())
+        .collect();
+    Ok((rows, hops))
+}
+
+/// Round trips that do no work, the part of a lifecycle call's time that is transport alone.
+#[derive(Debug, serde::Serialize)]
+pub struct Hops {
+    /// A CRI call answered from the daemon's memory (ListContainers filtered to an ID that
+    /// does not exist) made right after the bench removed a container through Docker: the
+    /// state RemoveContainer's and RemovePodSandbox's answers travel in (dockerd and
+    /// fuse-overlayfs have just worked on both vCPUs, caches are cold).
+    pub cri_after_removal: Stats,
+    /// The same call made again at once (warm).
+    pub cri_after_call: Stats,
+    /// Docker's `GET /_ping` right after a removal: the floor's own round trip.
+    pub docker_after_removal: Stats,
+}
+
+/// [`Hops`]: `reps` rounds, each one direct create + remove then the CRI pair, and one more
+/// then the Docker ping (which goes first alternates).
+async fn hops(
+    rt: &mut RuntimeServiceClient<Conn>,
+    docker: &Docker,
+    bodies: &Bodies,
+    reps: usize,
+) -> anyhow::Result<Hops> {
+    let request = || cri::ListContainersRequest {
+        filter: Some(cri::ContainerFilter {
+            id: "0".repeat(64),
+            ..Default::default()
+        }),
+    };
+    let (mut cold, mut warm, mut ping) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..reps.max(1) {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for (k, cri_side) in order.into_iter().enumerate() {
+            let id = direct_create(docker, &unique("bench-hop", 2 * i + k), bodies.pause()).await?;
+            direct_remove(docker, &id).await?;
+            if cri_side {
+                cold.push(timed(rt.list_containers(request())).await?.1);
+                warm.push(timed(rt.list_containers(request())).await?.1);
+            } else {
+                ping.push(timed(docker.ping()).await?.1);
+            }
+        }
+    }
+    Ok(Hops {
+        cri_after_removal: stats(cold),
+        cri_after_call: stats(warm),
+        docker_after_removal: stats(ping),
+    })
 }
 
 type Samples = Vec<Vec<Duration>>;

@@ -198,6 +198,7 @@ struct Report {
     stats_rows: Vec<Row>,
     startup_to_ready_ms: Option<Stats>,
     lifecycle: Vec<Row>,
+    hops: Option<lifecycle::Hops>,
     concurrent: Option<lifecycle::Concurrent>,
     memory: Memory,
     verdicts: Vec<Verdict>,
@@ -664,7 +665,7 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         memory.after_calls_kib = rss_kib(pid);
         list_rows = list_phase(args, &rt, docker, pid, &mut memory).await?;
     }
-    let (mut lc, mut concurrent) = (Vec::new(), None);
+    let (mut lc, mut hops, mut concurrent) = (Vec::new(), None, None);
     if !args.calls_only && !args.only_stats {
         let images = lifecycle::Images {
             busybox: args.image.clone(),
@@ -672,7 +673,9 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         let logs = tempfile::tempdir()?;
         let log_dir = logs.path().to_string_lossy().into_owned();
         eprintln!("lifecycle: {} rounds", args.lifecycle_reps);
-        lc = lifecycle::lifecycle_rows(&rt, docker, &images, &log_dir, args.lifecycle_reps).await?;
+        let (rows, h) =
+            lifecycle::lifecycle_rows(&rt, docker, &images, &log_dir, args.lifecycle_reps).await?;
+        (lc, hops) = (rows, Some(h));
         if args.concurrent > 0 {
             eprintln!("concurrent start-ups: {} pods", args.concurrent);
             concurrent = Some(
@@ -703,6 +706,7 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
         list_rows,
         stats_rows,
         lifecycle: lc,
+        hops,
         concurrent,
         memory,
         startup_to_ready_ms: (!startups.is_empty()).then(|| {
@@ -751,6 +755,16 @@ fn print_report(report: &Report) {
             } else {
                 format!("1/{:.0}x", 1.0 / x)
             })
+        );
+    }
+    if let Some(h) = &report.hops {
+        println!(
+            "round trip doing no work (ListContainers from memory): {:.2} ms right after a Docker \
+             removal, {:.2} ms right after another call; Docker's GET /_ping right after a \
+             removal {:.2} ms",
+            h.cri_after_removal.median_us / 1e3,
+            h.cri_after_call.median_us / 1e3,
+            h.docker_after_removal.median_us / 1e3
         );
     }
     for g in &report.growth {

@@ -64,14 +64,14 @@ const MIN_BATCH: usize = 1000;
 
 /// A stream whose writes are held until a flush, and whose flush of a small new batch yields to
 /// the other tasks once first (they may add to the batch), as grpc-go's writer does.
-pub struct Batched<S> {
+struct Batched<S> {
     inner: S,
     buf: Vec<u8>,
     yielded: bool,
 }
 
 impl<S> Batched<S> {
-    pub fn new(inner: S) -> Self {
+    fn new(inner: S) -> Self {
         Batched {
             inner,
             buf: Vec::new(),

@@ -478,12 +478,8 @@ async fn hops(
     };
     let (mut cold, mut warm, mut ping) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps.max(1) {
-        let order = if i % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for (k, cri_side) in order.into_iter().enumerate() {
+        let cri_first = i % 2 == 0;
+        for (k, cri_side) in [cri_first, !cri_first].into_iter().enumerate() {
             let id = direct_create(docker, &unique("bench-hop", 2 * i + k), bodies.pause()).await?;
             direct_remove(docker, &id).await?;
             if cri_side {

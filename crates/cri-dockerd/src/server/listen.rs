@@ -1,5 +1,5 @@
 //! Listeners for `--container-runtime-endpoint`: a unix socket path (created, stale file replaced,
-//! mode 0660, group `docker`), a TCP address, or the systemd socket-activated descriptor.
+//! mode 0660, group `docker`, set before the socket appears at its path), a TCP address, or the systemd socket-activated descriptor.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -53,14 +53,53 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(gid) = group_id("docker") {
-        // Not fatal: an unprivileged test run cannot chown to another group.
-        if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
-            tracing::debug!(error = %e, "could not give {} to group docker", path.display());
-        }
+    publish_bound(path)
+}
+
+/// Bind the socket inside a fresh directory only this user can enter, give it mode 0660 and
+/// group `docker`, then link it at `path` (a link never replaces an existing file, unlike a
+/// rename): no client can reach the socket before its mode is right, whatever the umask.
+fn publish_bound(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Short, so that the staging path fits wherever the final one does (108 bytes at most).
+    let staging = parent.join(format!(".cri-dockerd-{}", std::process::id()));
+    if std::fs::symlink_metadata(&staging).is_ok() {
+        // Left by an earlier process that had our pid and died between the steps below.
+        std::fs::remove_dir_all(&staging)?;
     }
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let staged = staging.join("s");
+    let bound = (|| -> io::Result<UnixListener> {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(gid) = group_id("docker") {
+            // Not fatal: an unprivileged test run cannot chown to another group.
+            if let Err(e) = std::os::unix::fs::chown(&staged, None, Some(gid)) {
+                tracing::debug!(error = %e, "could not give {} to group docker", path.display());
+            }
+        }
+        std::fs::hard_link(&staged, path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} was created by another process meanwhile",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(listener)
+    })();
+    let cleaned = std::fs::remove_dir_all(&staging);
+    let listener = bound?;
+    cleaned?;
     Ok(listener)
 }
 
@@ -146,6 +185,37 @@ mod tests {
         drop(first);
         // Stale (nobody listening): replaced.
         let _second = bind_unix(&path).unwrap();
+        // The staging directory is gone; the socket is the only entry left.
+        let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from("cri.sock")]);
+    }
+
+    #[tokio::test]
+    async fn the_linked_socket_serves_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cri.sock");
+        let listener = bind_unix(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        accepted.unwrap();
+        connected.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_leftover_staging_directory_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir
+            .path()
+            .join(format!(".cri-dockerd-{}", std::process::id()));
+        std::fs::create_dir_all(staging.join("junk")).unwrap();
+        let path = dir.path().join("cri.sock");
+        let _listener = bind_unix(&path).unwrap();
+        assert!(!staging.exists());
     }
 
     #[test]

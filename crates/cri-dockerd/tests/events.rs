@@ -226,6 +226,89 @@ async fn container_removed_behind_our_back_leaves_the_list() {
 }
 
 #[tokio::test]
+async fn container_started_again_behind_our_back_is_listed_running() {
+    require_docker!();
+    let d = Daemon::start(&["--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    let mut ev = subscribe(&mut rt).await;
+    let p = pod(&mut rt, &d).await;
+    let c = create(&mut rt, &p, "revived").await;
+    start_container(&mut rt, &c).await;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 10,
+    })
+    .await
+    .expect("StopContainer");
+    assert_eq!(
+        list_state(&mut rt, &c).await,
+        Some(cri::ContainerState::ContainerExited)
+    );
+
+    // An operator's `docker start`: CRI never does this, but the list must not go on
+    // claiming the container has exited while it runs.
+    common::docker(&["start", &c]);
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "still listed exited 5 s after docker start",
+        async || {
+            (list_state(&mut rt, &c).await == Some(cri::ContainerState::ContainerRunning))
+                .then_some(())
+        },
+    )
+    .await;
+    let status = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("ContainerStatus")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
+
+    common::docker(&["stop", "-t", "1", &c]);
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "still listed running 5 s after docker stop",
+        async || {
+            (list_state(&mut rt, &c).await == Some(cri::ContainerState::ContainerExited))
+                .then_some(())
+        },
+    )
+    .await;
+    // Created, started, stopped by CRI; started and stopped again by hand.
+    let mut evs = events_until(&mut ev, &c, E::ContainerStoppedEvent, &p.uid).await;
+    while evs.len() < 5 {
+        let e = tokio::time::timeout(Duration::from_secs(10), ev.stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no further event for {c} in time; got {evs:#?}"))
+            .expect("event stream")
+            .expect("event stream open");
+        if e.container_id == c {
+            evs.push(e.clone());
+        }
+        ev.seen.push(e);
+    }
+    assert_eq!(
+        types(&evs),
+        [
+            E::ContainerCreatedEvent,
+            E::ContainerStartedEvent,
+            E::ContainerStoppedEvent,
+            E::ContainerStartedEvent,
+            E::ContainerStoppedEvent,
+        ]
+    );
+    stop_pod_sandbox(&mut rt, &p.id).await;
+    remove_pod_sandbox(&mut rt, &p.id).await;
+}
+
+#[tokio::test]
 async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile() {
     require_docker!();
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,10 @@
 //!   result before they return, so a List right after an RPC reflects that RPC;
 //! - states only move forward (created -> running -> exited -> deleted): CRI never restarts a
 //!   container, so an older answer that arrives late cannot undo a newer one, and a deleted ID
-//!   (tombstoned) never comes back;
+//!   (tombstoned) never comes back. The one way back, exited -> running, is taken only from a
+//!   Docker list made after Docker reported the container started again (someone ran
+//!   `docker start` or `docker restart` on it): that answer is newer than anything the view
+//!   holds, and any later change comes as a later event;
 //! - while the event stream is down (dockerd unreachable, or not yet synced) the view is not
 //!   served: readers fall back to asking Docker, which answers `Unavailable` when dockerd is
 //!   gone rather than last-known data dressed up as current.
@@ -78,6 +81,10 @@ pub fn changes(old: Option<u8>, new: Option<u8>) -> Vec<Change> {
             }
             if from < 2 && n >= 2 {
                 out.push(Change::Stopped);
+            }
+            if from == 2 && n == 1 {
+                // Started again outside CRI (see [`View::apply_restarted`]).
+                out.push(Change::Started);
             }
         }
         (Some(o), None) => {
@@ -198,10 +205,18 @@ impl View {
     /// Insert or update from a fresh Docker summary (states only move forward).
     pub fn apply(&self, s: ContainerSummary) {
         let mut inner = self.lock();
-        self.apply_locked(&mut inner, s);
+        self.apply_locked(&mut inner, s, false);
     }
 
-    fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary) {
+    /// [`View::apply`] for a summary Docker listed after its event stream reported the
+    /// container started: the only update that may move an entry back from exited to running
+    /// (CRI never restarts a container, but `docker start` or `docker restart` by hand does).
+    pub fn apply_restarted(&self, s: ContainerSummary) {
+        let mut inner = self.lock();
+        self.apply_locked(&mut inner, s, true);
+    }
+
+    fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary, restarted: bool) {
         if inner.tombstones.contains(&tomb_key(&s.id)) {
             return;
         }
@@ -218,6 +233,7 @@ impl View {
                 let old = rank(&e.summary.state);
                 let new = rank(&s.state);
                 let forward = match (old, new) {
+                    (Some(2), Some(1)) => restarted,
                     (Some(o), Some(n)) => n >= o,
                     (_, None) => false,
                     (None, Some(_)) => true,
@@ -248,7 +264,7 @@ impl View {
         };
         let mut s = e.summary.clone();
         s.state = state.to_string();
-        self.apply_locked(&mut inner, s);
+        self.apply_locked(&mut inner, s, false);
         true
     }
 
@@ -282,7 +298,7 @@ impl View {
         let mut inner = self.lock();
         let present: HashSet<String> = list.iter().map(|s| s.id.clone()).collect();
         for s in list {
-            self.apply_locked(&mut inner, s);
+            self.apply_locked(&mut inner, s, false);
         }
         let gone: Vec<String> = inner
             .entries
@@ -377,12 +393,19 @@ fn now_secs() -> i64 {
 impl Runtime {
     /// Re-read one container from Docker into the view (gone from Docker = removed).
     pub(crate) async fn view_refresh(&self, id: &str) {
+        self.view_reread(id, false).await
+    }
+
+    /// [`Runtime::view_refresh`]; `restarted`: Docker's event stream just reported the
+    /// container started (see [`View::apply_restarted`]).
+    async fn view_reread(&self, id: &str, restarted: bool) {
         let filter = ListFilter {
             id: Some(id.to_string()),
             ..all_ours()
         };
         match self.docker.list_containers(&filter).await {
             Ok(list) => match list.into_iter().find(|s| s.id == id) {
+                Some(s) if restarted => self.view.apply_restarted(s),
                 Some(s) => self.view.apply(s),
                 None => self.view.remove(id),
             },
@@ -436,6 +459,16 @@ impl Runtime {
         tracing::debug!(container_id = %ev.id, action = ?ev.action, "docker event");
         match ev.action {
             ContainerAction::Create | ContainerAction::Rename => self.view_refresh(&ev.id).await,
+            ContainerAction::Start
+                if self
+                    .view
+                    .get(&ev.id)
+                    .is_some_and(|s| rank(&s.state) == Some(2)) =>
+            {
+                // Started again outside CRI, or an old start replayed after a reconnect: ask
+                // Docker which.
+                self.view_reread(&ev.id, true).await
+            }
             ContainerAction::Start | ContainerAction::Unpause => {
                 self.view_note(&ev.id, "running").await
             }
@@ -572,7 +605,7 @@ mod tests {
             (Some(1), Some(2), vec![Stopped]),
             (Some(0), Some(2), vec![Started, Stopped]),
             (Some(1), Some(1), vec![]),
-            (Some(2), Some(1), vec![]),
+            (Some(2), Some(1), vec![Started]),
             (Some(1), None, vec![Stopped, Deleted]),
             (Some(2), None, vec![Deleted]),
             (Some(0), None, vec![Deleted]),
@@ -608,6 +641,34 @@ mod tests {
                 ("a".into(), Deleted)
             ]
         );
+    }
+
+    #[test]
+    fn only_a_list_made_after_a_start_event_moves_an_entry_back_to_running() {
+        let v = View::default();
+        let mut rx = v.take_transitions().unwrap();
+        v.apply(s("a", "running", TYPE_CONTAINER));
+        v.apply(s("a", "exited", TYPE_CONTAINER));
+        drain(&v, &mut rx);
+        v.apply(s("a", "running", TYPE_CONTAINER));
+        assert_eq!(v.get("a").unwrap().state, "exited");
+        v.apply_restarted(s("a", "exited", TYPE_CONTAINER));
+        assert_eq!(v.get("a").unwrap().state, "exited");
+        assert_eq!(drain(&v, &mut rx), vec![]);
+        v.apply_restarted(s("a", "running", TYPE_CONTAINER));
+        assert_eq!(v.get("a").unwrap().state, "running");
+        v.apply(s("a", "exited", TYPE_CONTAINER));
+        use Change::*;
+        assert_eq!(
+            drain(&v, &mut rx),
+            vec![("a".into(), Started), ("a".into(), Stopped)]
+        );
+        // Never back to created, and never back from deleted.
+        v.apply_restarted(s("a", "created", TYPE_CONTAINER));
+        assert_eq!(v.get("a").unwrap().state, "exited");
+        v.remove("a");
+        v.apply_restarted(s("a", "running", TYPE_CONTAINER));
+        assert!(v.get("a").is_none());
     }
 
     #[test]

@@ -368,6 +368,14 @@ impl View {
             .map(|e| e.summary.clone())
     }
 
+    /// Whether the view holds `id` as exited (or dead).
+    pub fn has_exited(&self, id: &str) -> bool {
+        self.lock()
+            .entries
+            .get(id)
+            .is_some_and(|e| rank(&e.summary.state) == Some(2))
+    }
+
     /// The last-known summary of `id`, served or not.
     pub fn get(&self, id: &str) -> Option<ContainerSummary> {
         self.lock().entries.get(id).map(|e| e.summary.clone())
@@ -459,12 +467,7 @@ impl Runtime {
         tracing::debug!(container_id = %ev.id, action = ?ev.action, "docker event");
         match ev.action {
             ContainerAction::Create | ContainerAction::Rename => self.view_refresh(&ev.id).await,
-            ContainerAction::Start
-                if self
-                    .view
-                    .get(&ev.id)
-                    .is_some_and(|s| rank(&s.state) == Some(2)) =>
-            {
+            ContainerAction::Start if self.view.has_exited(&ev.id) => {
                 // Started again outside CRI, or an old start replayed after a reconnect: ask
                 // Docker which.
                 self.view_reread(&ev.id, true).await
@@ -650,6 +653,7 @@ mod tests {
         v.apply(s("a", "running", TYPE_CONTAINER));
         v.apply(s("a", "exited", TYPE_CONTAINER));
         drain(&v, &mut rx);
+        assert!(v.has_exited("a") && !v.has_exited("zz"));
         v.apply(s("a", "running", TYPE_CONTAINER));
         assert_eq!(v.get("a").unwrap().state, "exited");
         v.apply_restarted(s("a", "exited", TYPE_CONTAINER));

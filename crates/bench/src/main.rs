@@ -761,10 +761,13 @@ fn print_report(report: &Report) {
         println!(
             "round trip doing no work (ListContainers from memory): {:.2} ms right after a Docker \
              removal, {:.2} ms right after another call; Docker's GET /_ping right after a \
-             removal {:.2} ms",
+             removal {:.2} ms; after {} ms idle: CRI {:.2} ms, Docker {:.2} ms",
             h.cri_after_removal.median_us / 1e3,
             h.cri_after_call.median_us / 1e3,
-            h.docker_after_removal.median_us / 1e3
+            h.docker_after_removal.median_us / 1e3,
+            lifecycle::IDLE.as_millis(),
+            h.cri_after_idle.median_us / 1e3,
+            h.docker_after_idle.median_us / 1e3
         );
     }
     for g in &report.growth {

@@ -65,8 +65,11 @@ fn publish_bound(path: &Path) -> io::Result<UnixListener> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    // Short, so that the staging path fits wherever the final one does (108 bytes at most).
-    let staging = parent.join(format!(".cri-dockerd-{}", std::process::id()));
+    // Short, so that the staging path fits wherever the final one does (108 bytes at most);
+    // the counter keeps two binds of one process apart.
+    static BINDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = BINDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = parent.join(format!(".cri-dockerd-{}-{n}", std::process::id()));
     if std::fs::symlink_metadata(&staging).is_ok() {
         // Left by an earlier process that had our pid and died between the steps below.
         std::fs::remove_dir_all(&staging)?;
@@ -207,15 +210,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_leftover_staging_directory_is_replaced() {
+    async fn leftover_staging_directories_are_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let staging = dir
-            .path()
-            .join(format!(".cri-dockerd-{}", std::process::id()));
-        std::fs::create_dir_all(staging.join("junk")).unwrap();
+        // Whichever number this process's next bind takes, its staging directory is there.
+        let pid = std::process::id();
+        for n in 0..64 {
+            std::fs::create_dir_all(dir.path().join(format!(".cri-dockerd-{pid}-{n}/junk")))
+                .unwrap();
+        }
         let path = dir.path().join("cri.sock");
         let _listener = bind_unix(&path).unwrap();
-        assert!(!staging.exists());
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(
+            left, 64,
+            "one leftover replaced and removed, the socket added"
+        );
     }
 
     #[test]

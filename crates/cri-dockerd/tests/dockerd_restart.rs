@@ -1,0 +1,459 @@
+//! dockerd really restarted while pods run and calls are in flight: the running dockerd is
+//! stopped with SIGTERM (it stops its containers, as it does without `live-restore`) and started
+//! again with its own executable, arguments and environment. Calls made meanwhile fail with
+//! `Unavailable` instead of hanging, RuntimeReady follows dockerd, and once it is back the
+//! lists, statuses and events agree with what Docker says of every container; the pods can then
+//! be removed through CRI without leftovers.
+//!
+//! `tests/load.rs` and `tests/docker_recovery.rs` cut a proxy instead, so that the shared
+//! dockerd keeps running for the tests beside them; this one is a test binary of its own with a
+//! single test, and cargo runs test binaries one after another, so no other test loses dockerd.
+//! It needs root and a dockerd started from a command line (as `scripts/test-env.sh` and this
+//! kind of machine start it): skipped otherwise, a failure under `CI=true`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use common::pods::{Pod, Rt, condition, container_config, wait_runtime_ready, wait_until};
+use k8s_cri::v1 as cri;
+use tokio::task::JoinSet;
+use tonic::Code;
+
+/// Client-side bound of each call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long dockerd may take to stop (it stops its containers first) or to answer again.
+const DOCKERD_TIMEOUT: Duration = Duration::from_secs(60);
+const PID_FILE: &str = "/var/run/docker.pid";
+
+/// How to start the dockerd that runs now again: its executable, arguments, environment and
+/// working directory, read from /proc.
+#[derive(Clone)]
+struct DockerdCommand {
+    exe: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+}
+
+fn nul_separated(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn dockerd_pid() -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            // State is the field after the parenthesised command; Z = exited, not yet reaped.
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The running dockerd's pid and command, or why this test cannot restart it.
+fn restartable_dockerd() -> Result<(u32, DockerdCommand), String> {
+    if !common::host::is_root() {
+        return Err("not root".into());
+    }
+    let pid = dockerd_pid().ok_or_else(|| format!("no dockerd named by {PID_FILE}"))?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if cgroup.contains("docker.service") {
+        return Err("dockerd runs under systemd (docker.service), which would restart it".into());
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| e.to_string())?;
+    let args =
+        nul_separated(&std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?)
+            .into_iter()
+            .skip(1)
+            .collect();
+    let env =
+        nul_separated(&std::fs::read(format!("/proc/{pid}/environ")).map_err(|e| e.to_string())?)
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+    Ok((
+        pid,
+        DockerdCommand {
+            exe,
+            args,
+            env,
+            cwd,
+        },
+    ))
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Start dockerd in a session of its own (it outlives this test), output appended to a log.
+fn start_dockerd(cmd: &DockerdCommand) -> Result<(), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/var/log/dockerd-restart-test.log")
+        .map_err(|e| format!("open the dockerd log: {e}"))?;
+    // `setsid --fork` returns once dockerd runs in its own session, not a child of ours.
+    let started = Command::new("setsid")
+        .arg("--fork")
+        .arg(&cmd.exe)
+        .args(&cmd.args)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cmd.cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .status()
+        .map_err(|e| format!("setsid: {e}"))?;
+    if started.success() {
+        Ok(())
+    } else {
+        Err(format!("setsid --fork {}: {started}", cmd.exe.display()))
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DOCKERD_TIMEOUT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {DOCKERD_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Makes sure dockerd runs again when the test ends, also when it failed half-way.
+struct DockerdBack(DockerdCommand);
+
+impl Drop for DockerdBack {
+    fn drop(&mut self) {
+        if !docker_answers() && !dockerd_pid().is_some_and(alive) {
+            if let Err(e) = start_dockerd(&self.0) {
+                eprintln!("could not start dockerd again: {e}");
+                return;
+            }
+            let deadline = Instant::now() + DOCKERD_TIMEOUT;
+            while !docker_answers() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Force-removes every container of a pod namespace on drop (declared before [`DockerdBack`],
+/// so it runs after dockerd is back).
+struct NamespaceCleanup(String);
+
+impl Drop for NamespaceCleanup {
+    fn drop(&mut self) {
+        let (_, ids) = common::docker_try(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.kubernetes.pod.namespace={}", self.0),
+        ]);
+        for id in ids.split_whitespace() {
+            let _ = common::docker_try(&["rm", "-f", id]);
+        }
+    }
+}
+
+fn req<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(CALL_TIMEOUT);
+    r
+}
+
+/// What Docker says of `id`: `running`, `exited`, `created` …
+fn docker_state(id: &str) -> String {
+    common::docker(&["inspect", "-f", "{{.State.Status}}", id])
+        .trim()
+        .to_string()
+}
+
+fn cri_container_state(docker: &str) -> cri::ContainerState {
+    match docker {
+        "created" => cri::ContainerState::ContainerCreated,
+        "running" | "paused" | "restarting" => cri::ContainerState::ContainerRunning,
+        "exited" | "dead" => cri::ContainerState::ContainerExited,
+        _ => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+fn cri_sandbox_state(docker: &str) -> cri::PodSandboxState {
+    if docker == "running" {
+        cri::PodSandboxState::SandboxReady
+    } else {
+        cri::PodSandboxState::SandboxNotready
+    }
+}
+
+/// Every listed container and sandbox of the pods `pods`, by ID, with its CRI state.
+async fn listed_states(rt: &mut Rt, pods: &[Pod]) -> BTreeMap<String, i32> {
+    let mut out = BTreeMap::new();
+    let in_pods = |sb: &str| pods.iter().any(|p| p.id == sb);
+    for s in rt
+        .list_pod_sandbox(req(cri::ListPodSandboxRequest { filter: None }))
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+    {
+        if in_pods(&s.id) {
+            out.insert(s.id, s.state);
+        }
+    }
+    for c in rt
+        .list_containers(req(cri::ListContainersRequest { filter: None }))
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+    {
+        if in_pods(&c.pod_sandbox_id) {
+            out.insert(c.id, c.state);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dockerd_really_restarted_under_load() {
+    require_docker!();
+    let (pid, cmd) = match restartable_dockerd() {
+        Ok(found) => found,
+        Err(why) if common::required() => panic!("cannot restart dockerd under CI=true: {why}"),
+        Err(why) => {
+            eprintln!("skipping: cannot restart dockerd here: {why}");
+            return;
+        }
+    };
+    let ns = format!("restart-{}", common::pods::unique());
+    let _cleanup = NamespaceCleanup(ns.clone());
+    let d = Daemon::start(&["--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    wait_runtime_ready(&mut rt, true, Duration::from_secs(20)).await;
+    let mut events = rt
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+
+    // Two pods with a container each that ends at once on SIGTERM, so dockerd stops quickly.
+    let mut pods = Vec::new();
+    let mut containers = Vec::new();
+    for i in 0..2 {
+        let p = Pod::run(&mut rt, &d, &format!("pod{i}"), &ns).await;
+        let script = "trap 'exit 0' TERM; sleep 600 & wait";
+        let c = p
+            .run_container(&mut rt, container_config("sleeper", &["sh", "-c", script]))
+            .await;
+        containers.push(c);
+        pods.push(p);
+    }
+
+    // Calls in flight from several tasks until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = JoinSet::new();
+    for w in 0..4 {
+        let mut rt = rt.clone();
+        let stop = stop.clone();
+        let sb = pods[w % 2].id.clone();
+        let c = containers[w % 2].clone();
+        load.spawn(async move {
+            let mut failures: Vec<(Code, String, Duration)> = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let t = Instant::now();
+                let r = match (n + w) % 4 {
+                    0 => rt
+                        .list_containers(req(cri::ListContainersRequest { filter: None }))
+                        .await
+                        .map(drop),
+                    1 => rt
+                        .container_status(req(cri::ContainerStatusRequest {
+                            container_id: c.clone(),
+                            verbose: false,
+                        }))
+                        .await
+                        .map(drop),
+                    2 => rt
+                        .pod_sandbox_status(req(cri::PodSandboxStatusRequest {
+                            pod_sandbox_id: sb.clone(),
+                            verbose: false,
+                        }))
+                        .await
+                        .map(drop),
+                    _ => rt
+                        .list_pod_sandbox(req(cri::ListPodSandboxRequest { filter: None }))
+                        .await
+                        .map(drop),
+                };
+                if let Err(e) = r {
+                    failures.push((e.code(), e.message().to_string(), t.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Stop dockerd for real and keep it away for a moment.
+    let _back = DockerdBack(cmd.clone());
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "SIGTERM to dockerd {pid}");
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || wait_for("dockerd exiting", || !alive(pid)))
+        .await
+        .unwrap();
+    eprintln!("dockerd stopped in {:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !condition(&mut rt, "RuntimeReady").await.status,
+        "RuntimeReady is false while dockerd is down"
+    );
+    let t = Instant::now();
+    let down = rt
+        .run_pod_sandbox(req(cri::RunPodSandboxRequest {
+            config: Some(common::pods::pod_config("while-down", &ns, "while-down")),
+            runtime_handler: String::new(),
+        }))
+        .await
+        .expect_err("RunPodSandbox while dockerd is down");
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Back, by the same command.
+    let t = Instant::now();
+    start_dockerd(&cmd).expect("start dockerd again");
+    tokio::task::spawn_blocking(|| wait_for("dockerd answering again", docker_answers))
+        .await
+        .unwrap();
+    eprintln!("dockerd answering again after {:?}", t.elapsed());
+    wait_runtime_ready(&mut rt, true, Duration::from_secs(30)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = Vec::new();
+    while let Some(r) = load.join_next().await {
+        failures.extend(r.unwrap());
+    }
+    assert!(
+        !failures.is_empty(),
+        "calls made while dockerd was down must have failed"
+    );
+    for (code, msg, took) in &failures {
+        assert!(
+            matches!(code, Code::Unavailable | Code::DeadlineExceeded),
+            "a call failed with {code:?} ({msg}); wanted Unavailable"
+        );
+        assert!(*took < CALL_TIMEOUT + Duration::from_secs(2), "{took:?}");
+    }
+    assert!(
+        failures
+            .iter()
+            .any(|(c, _, t)| *c == Code::Unavailable && *t < Duration::from_secs(5)),
+        "some calls fail fast with Unavailable: {failures:?}"
+    );
+
+    // Consistent after: what CRI lists and reports is what Docker says, for every object.
+    let mut want = BTreeMap::new();
+    for p in &pods {
+        want.insert(p.id.clone(), cri_sandbox_state(&docker_state(&p.id)) as i32);
+    }
+    for c in &containers {
+        want.insert(c.clone(), cri_container_state(&docker_state(c)) as i32);
+    }
+    eprintln!("after the restart Docker says: {want:?}");
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        format!("lists agreeing with Docker ({want:?})"),
+        async || (listed_states(&mut rt, &pods).await == want).then_some(()),
+    )
+    .await;
+    for c in &containers {
+        let status = common::pods::container_status(&mut rt, c).await;
+        assert_eq!(status.state, want[c], "ContainerStatus of {c}");
+    }
+    for p in &pods {
+        let status = common::pods::sandbox_status(&mut rt, &p.id).await;
+        assert_eq!(status.state, want[&p.id], "PodSandboxStatus of {}", p.id);
+    }
+    // Containers Docker stopped on its way down were reported stopped to subscribers.
+    let stopped: Vec<&String> = containers
+        .iter()
+        .filter(|c| want[*c] == cri::ContainerState::ContainerExited as i32)
+        .collect();
+    let mut seen_stopped = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stopped.iter().any(|c| !seen_stopped.contains(*c)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = tokio::time::timeout(left, events.message())
+            .await
+            .unwrap_or_else(|_| panic!("no stopped event for all of {stopped:?} in time"))
+            .expect("event stream")
+            .expect("event stream open");
+        if ev.container_event_type == cri::ContainerEventType::ContainerStoppedEvent as i32 {
+            seen_stopped.insert(ev.container_id);
+        }
+    }
+
+    // Life goes on: a new pod runs, and everything is removed through CRI without leftovers.
+    let p = Pod::run(&mut rt, &d, "after", &ns).await;
+    let c = p
+        .run_container(&mut rt, container_config("after", &["sleep", "600"]))
+        .await;
+    assert_eq!(
+        common::pods::container_status(&mut rt, &c).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    pods.push(p);
+    for p in &pods {
+        common::pods::stop_and_remove_pod(&mut rt, &p.id).await;
+    }
+    let (_, left) = common::docker_try(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=io.kubernetes.pod.namespace={ns}"),
+    ]);
+    assert!(left.trim().is_empty(), "left in Docker: {left}");
+    let checkpoints: Vec<_> = std::fs::read_dir(d.root().join("sandbox"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(checkpoints.is_empty(), "checkpoints left: {checkpoints:?}");
+}

@@ -572,6 +572,35 @@ async fn private_registry_needs_the_right_credentials() {
 }
 
 #[tokio::test]
+async fn unreachable_registry_is_unavailable_and_the_runtime_stays_ready() {
+    require_docker!();
+    let d = Daemon::start(&[]).await;
+    let mut img = d.image().await;
+    // Nothing listens on port 1; dockerd tries the registry over HTTPS, then (loopback being
+    // an insecure registry by default) plain HTTP, and gives up at once.
+    let reference = format!("127.0.0.1:1/nowhere/busybox:{}", suffix());
+    let t = Instant::now();
+    let e = img
+        .pull_image(cri::PullImageRequest {
+            image: spec(&reference),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().contains(&reference) && e.message().contains("registry unreachable"),
+        "{}",
+        e.message()
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // dockerd itself is fine: the runtime does not turn unready over it.
+    let mut rt = d.runtime().await;
+    let (ready, why) = common::pods::runtime_ready(&mut rt).await;
+    assert!(ready, "{why}");
+}
+
+#[tokio::test]
 async fn remove_multi_tagged_image_by_tag_and_by_id() {
     require_docker!();
     let mut cleanup = Cleanup::default();

@@ -21,6 +21,10 @@ pub enum Error {
     /// The call did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// dockerd could not reach the image registry (name resolution, connection, TLS handshake
+    /// or a timeout on the way): nothing wrong with the request or with dockerd.
+    #[error("registry unreachable: {0}")]
+    RegistryUnreachable(String),
     /// Any other error answer from dockerd.
     #[error("docker API error (HTTP {status}): {message}")]
     Api {
@@ -52,6 +56,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Unavailable(_) => "unavailable",
             Error::Timeout(_) => "timeout",
+            Error::RegistryUnreachable(_) => "registry_unreachable",
             Error::Api { .. } => "api",
             Error::Client(_) => "client",
         }
@@ -66,6 +71,33 @@ fn looks_unauthorized(message: &str) -> bool {
         || m.contains("denied: ")
         || m.contains("access denied")
         || m.contains("incorrect username or password")
+}
+
+/// Whether dockerd's message says a registry could not be reached (Go's net/http and
+/// crypto/tls wording, as dockerd passes it on).
+fn looks_unreachable(message: &str) -> bool {
+    const SIGNS: [&str; 8] = [
+        "dial tcp",
+        "no such host",
+        "connection refused",
+        "i/o timeout",
+        "network is unreachable",
+        "no route to host",
+        "TLS handshake timeout",
+        "Client.Timeout exceeded",
+    ];
+    SIGNS.iter().any(|sign| message.contains(sign))
+}
+
+/// A pull's failure, with the registry's unreachability told apart from dockerd's own errors
+/// (both come as HTTP 500 or an error inside the progress stream).
+pub(crate) fn classify_pull_error(e: Error) -> Error {
+    match e {
+        Error::Api { message, .. } if looks_unreachable(&message) => {
+            Error::RegistryUnreachable(message)
+        }
+        other => other,
+    }
 }
 
 /// Classify a message dockerd sent inside an otherwise successful stream (pull progress).
@@ -164,5 +196,40 @@ mod tests {
         ));
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(Error::from(bollard::errors::Error::IOError { err: io }).is_unavailable());
+    }
+
+    #[test]
+    fn tells_an_unreachable_registry_from_other_pull_failures() {
+        for message in [
+            "Get \"https://registry.k8s.io/v2/\": dial tcp: lookup registry.k8s.io on \
+             10.255.255.53:53: no such host",
+            "Get \"https://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused",
+            "Get \"https://r.example/v2/\": net/http: TLS handshake timeout",
+            "Get \"https://r.example/v2/\": context deadline exceeded (Client.Timeout exceeded \
+             while awaiting headers)",
+        ] {
+            let e = classify_pull_error(Error::from(server(500, message)));
+            assert!(
+                matches!(e, Error::RegistryUnreachable(_)),
+                "{message}: {e:?}"
+            );
+            assert!(!e.is_unavailable(), "dockerd itself is fine: {message}");
+            let streamed = classify_pull_error(classify_stream_message(message.to_string()));
+            assert!(
+                matches!(streamed, Error::RegistryUnreachable(_)),
+                "{message}"
+            );
+        }
+        for (e, what) in [
+            (server(500, "manifest for x:latest not found"), "not found"),
+            (
+                server(500, "failed to register layer: no space left"),
+                "api",
+            ),
+            (server(401, "unauthorized"), "unauthorized"),
+        ] {
+            let e = classify_pull_error(Error::from(e));
+            assert!(!matches!(e, Error::RegistryUnreachable(_)), "{what}: {e:?}");
+        }
     }
 }

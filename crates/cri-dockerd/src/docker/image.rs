@@ -273,7 +273,12 @@ impl ImageApi for DockerClient {
                     }
                 }
             });
-        super::client::measure("pull_image", async move { pull.await? }).await
+        super::client::measure("pull_image", async move {
+            pull.await
+                .and_then(|pulled| pulled)
+                .map_err(super::error::classify_pull_error)
+        })
+        .await
     }
 
     async fn remove_image(&self, reference: &str, force: bool) -> Result<()> {

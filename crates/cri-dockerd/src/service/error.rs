@@ -49,7 +49,7 @@ impl From<docker::Error> for Error {
             D::Conflict(_) => Error::FailedPrecondition(msg),
             D::BadRequest(_) => Error::InvalidArgument(msg),
             D::Unauthorized(_) => Error::Unauthenticated(msg),
-            D::Unavailable(_) => Error::Unavailable(msg),
+            D::Unavailable(_) | D::RegistryUnreachable(_) => Error::Unavailable(msg),
             D::Timeout(_) => Error::DeadlineExceeded(msg),
             D::Api { .. } | D::Client(_) => Error::Internal(msg),
         }

@@ -1,5 +1,6 @@
 //! Listeners for `--container-runtime-endpoint`: a unix socket path (created, stale file replaced,
-//! mode 0660, group `docker`, set before the socket appears at its path), a TCP address, or the systemd socket-activated descriptor.
+//! mode 0660, group `docker`, never more open before that), a TCP address, or the systemd
+//! socket-activated descriptor.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -53,57 +54,52 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    publish_bound(path)
+    bind_private(path)
 }
 
-/// Bind the socket inside a fresh directory only this user can enter, give it mode 0660 and
-/// group `docker`, then link it at `path` (a link never replaces an existing file, unlike a
-/// rename): no client can reach the socket before its mode is right, whatever the umask.
-fn publish_bound(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::DirBuilderExt;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    // Short, so that the staging path fits wherever the final one does (108 bytes at most);
-    // the counter keeps two binds of one process apart.
-    static BINDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = BINDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let staging = parent.join(format!(".cri-dockerd-{}-{n}", std::process::id()));
-    if std::fs::symlink_metadata(&staging).is_ok() {
-        // Left by an earlier process that had our pid and died between the steps below.
-        std::fs::remove_dir_all(&staging)?;
-    }
-    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
-    let staged = staging.join("s");
-    let bound = (|| -> io::Result<UnixListener> {
-        let listener = UnixListener::bind(&staged)?;
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
+/// Bind and listen on a unix socket whose file is never more open than mode 0600 until it has
+/// its final mode (0660) and group, whatever the umask: the file `bind` creates takes the
+/// socket's own mode, masked by the umask, so the socket gets mode 0600 before it is bound.
+/// Clients are refused until `listen`, which comes last.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let fd = bind_closed(path)?;
+    let published = (|| -> io::Result<()> {
         if let Some(gid) = group_id("docker") {
             // Not fatal: an unprivileged test run cannot chown to another group.
-            if let Err(e) = std::os::unix::fs::chown(&staged, None, Some(gid)) {
+            if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
                 tracing::debug!(error = %e, "could not give {} to group docker", path.display());
             }
         }
-        std::fs::hard_link(&staged, path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "{} was created by another process meanwhile",
-                        path.display()
-                    ),
-                )
-            } else {
-                e
-            }
-        })?;
-        Ok(listener)
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        // The kernel caps the backlog at net.core.somaxconn.
+        rustix::net::listen(&fd, 4096)?;
+        Ok(())
     })();
-    let cleaned = std::fs::remove_dir_all(&staging);
-    let listener = bound?;
-    cleaned?;
-    Ok(listener)
+    if let Err(e) = published {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
+/// A unix stream socket of mode 0600 bound at `path` (its file 0600 or less), not listening.
+fn bind_closed(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not usable as a unix socket path ({e})", path.display()),
+        )
+    })?;
+    rustix::net::bind(&fd, &addr)?;
+    Ok(fd)
 }
 
 /// The gid of `name` from /etc/group, if the group exists.
@@ -188,7 +184,7 @@ mod tests {
         drop(first);
         // Stale (nobody listening): replaced.
         let _second = bind_unix(&path).unwrap();
-        // The staging directory is gone; the socket is the only entry left.
+        // Nothing but the socket is left in its directory.
         let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -197,7 +193,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_linked_socket_serves_connections() {
+    async fn the_socket_serves_connections() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cri.sock");
         let listener = bind_unix(&path).unwrap();
@@ -209,22 +205,35 @@ mod tests {
         connected.unwrap();
     }
 
-    #[tokio::test]
-    async fn leftover_staging_directories_are_replaced() {
+    #[test]
+    fn the_socket_file_is_0600_from_the_start_even_under_umask_0() {
         let dir = tempfile::tempdir().unwrap();
-        // Whichever number this process's next bind takes, its staging directory is there.
-        let pid = std::process::id();
-        for n in 0..64 {
-            std::fs::create_dir_all(dir.path().join(format!(".cri-dockerd-{pid}-{n}/junk")))
-                .unwrap();
-        }
         let path = dir.path().join("cri.sock");
-        let _listener = bind_unix(&path).unwrap();
-        let left = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(
-            left, 64,
-            "one leftover replaced and removed, the socket added"
+        // umask is per process; 0 only makes files other tests create meanwhile more open.
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let bound = bind_closed(&path);
+        rustix::process::umask(old);
+        let _fd = bound.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "as bound, before mode and group are set");
+        assert!(
+            std::os::unix::net::UnixStream::connect(&path).is_err(),
+            "nobody gets in before listen"
         );
+    }
+
+    #[test]
+    fn a_path_too_long_for_a_unix_socket_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("d".repeat(120)).join("cri.sock");
+        let long = long.to_string_lossy().into_owned();
+        let e = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap()
+            .block_on(async { bind_unix(Path::new(&long)) });
+        let e = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(&long), "{e}");
     }
 
     #[test]

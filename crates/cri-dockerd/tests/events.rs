@@ -226,14 +226,41 @@ async fn container_removed_behind_our_back_leaves_the_list() {
 }
 
 #[tokio::test]
-async fn container_started_again_behind_our_back_is_listed_running() {
+async fn container_started_again_behind_our_back_is_listed_running_and_logged() {
     require_docker!();
     let d = Daemon::start(&["--network-plugin=no-op"]).await;
     let mut rt = d.runtime().await;
     let mut ev = subscribe(&mut rt).await;
     let p = pod(&mut rt, &d).await;
-    let c = create(&mut rt, &p, "revived").await;
+    // Says which run it is in, every 0.1 s.
+    let script = "trap 'exit 0' TERM; n=$(cat /proc/sys/kernel/random/uuid); while :; do echo run-$n; sleep 0.1; done";
+    let c = p
+        .create(
+            &mut rt,
+            cri::ContainerConfig {
+                log_path: "revived.log".into(),
+                ..container_config("revived", &["sh", "-c", script])
+            },
+        )
+        .await;
+    let log = std::path::Path::new(&p.config.log_directory).join("revived.log");
+    let runs = || -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|w| w.starts_with("run-"))
+            .map(str::to_string)
+            .collect()
+    };
     start_container(&mut rt, &c).await;
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the first run's output in the CRI log",
+        async || (runs().len() == 1).then_some(()),
+    )
+    .await;
     rt.stop_container(cri::StopContainerRequest {
         container_id: c.clone(),
         timeout: 10,
@@ -244,6 +271,20 @@ async fn container_started_again_behind_our_back_is_listed_running() {
         list_state(&mut rt, &c).await,
         Some(cri::ContainerState::ContainerExited)
     );
+
+    // The first run's log copy has ended (the daemon logs at debug level in these tests).
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the log follower ending after the stop",
+        async || {
+            d.log()
+                .lines()
+                .any(|l| l.contains("log drained") && l.contains(&c))
+                .then_some(())
+        },
+    )
+    .await;
 
     // An operator's `docker start`: CRI never does this, but the list must not go on
     // claiming the container has exited while it runs.
@@ -269,6 +310,19 @@ async fn container_started_again_behind_our_back_is_listed_running() {
         .status
         .expect("status");
     assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
+    // Its output after the restart reaches the CRI log, and the log can be reopened.
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the second run's output in the CRI log",
+        async || (runs().len() == 2).then_some(()),
+    )
+    .await;
+    rt.reopen_container_log(cri::ReopenContainerLogRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("ReopenContainerLog of the restarted container");
 
     common::docker(&["stop", "-t", "1", &c]);
     wait_until(

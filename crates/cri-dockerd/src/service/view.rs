@@ -10,10 +10,11 @@
 //!   result before they return, so a List right after an RPC reflects that RPC;
 //! - states only move forward (created -> running -> exited -> deleted): CRI never restarts a
 //!   container, so an older answer that arrives late cannot undo a newer one, and a deleted ID
-//!   (tombstoned) never comes back. The one way back, exited -> running, is taken only from a
-//!   Docker list made after Docker reported the container started again (someone ran
-//!   `docker start` or `docker restart` on it): that answer is newer than anything the view
-//!   holds, and any later change comes as a later event;
+//!   (tombstoned) never comes back. The one way back, exited -> running (someone ran
+//!   `docker start` or `docker restart` on a container or a pause container), is taken only
+//!   from a Docker list asked for after the entry was last touched: that answer is newer than
+//!   anything the view holds of it. A Docker start event of an exited entry asks for such a
+//!   list at once; the periodic resync catches a start whose event was missed;
 //! - while the event stream is down (dockerd unreachable, or not yet synced) the view is not
 //!   served: readers fall back to asking Docker, which answers `Unavailable` when dockerd is
 //!   gone rather than last-known data dressed up as current.
@@ -25,7 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::labels::{CONTAINER_TYPE, SANDBOX_ID, TYPE_SANDBOX};
+use super::labels::{CONTAINER_TYPE, LOG_PATH, SANDBOX_ID, TYPE_SANDBOX};
 use super::{Error, Result, Runtime};
 use crate::docker::{ContainerAction, ContainerEvent, ContainerSpec, ContainerSummary, ListFilter};
 
@@ -142,6 +143,11 @@ impl Default for View {
     }
 }
 
+/// Whether the entry `id` exists and has not been touched since mutation counter `seq`.
+fn untouched_since(inner: &Inner, id: &str, seq: u64) -> bool {
+    inner.entries.get(id).is_some_and(|e| e.seq <= seq)
+}
+
 /// A deleted ID's key in the tombstone set: a 64-bit hash (a false match among at most
 /// [`TOMBSTONES`] keys is a chance of about 2^-52 per lookup).
 fn tomb_key(id: &str) -> u64 {
@@ -208,17 +214,21 @@ impl View {
         self.apply_locked(&mut inner, s, false);
     }
 
-    /// [`View::apply`] for a summary Docker listed after its event stream reported the
-    /// container started: the only update that may move an entry back from exited to running
-    /// (CRI never restarts a container, but `docker start` or `docker restart` by hand does).
-    pub fn apply_restarted(&self, s: ContainerSummary) {
+    /// [`View::apply`] of a summary from a Docker list asked for when the mutation counter
+    /// was `seq_before`: if the entry has not been touched since, the list is newer than what
+    /// the view holds and may move it back from exited to running (CRI never restarts a
+    /// container, but `docker start` or `docker restart` by hand does). Whether it did.
+    pub fn apply_listed(&self, s: ContainerSummary, seq_before: u64) -> bool {
         let mut inner = self.lock();
-        self.apply_locked(&mut inner, s, true);
+        let newer = untouched_since(&inner, &s.id, seq_before);
+        self.apply_locked(&mut inner, s, newer)
     }
 
-    fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary, restarted: bool) {
+    /// Apply `s`; `newer`: it is newer than the entry (see [`View::apply_listed`]). Whether the
+    /// entry moved back from exited to running.
+    fn apply_locked(&self, inner: &mut Inner, s: ContainerSummary, newer: bool) -> bool {
         if inner.tombstones.contains(&tomb_key(&s.id)) {
-            return;
+            return false;
         }
         if !s.image_id.is_empty() && inner.image_ids.get(&s.image) != Some(&s.image_id) {
             if inner.image_ids.len() >= IMAGE_IDS {
@@ -232,6 +242,7 @@ impl View {
             Some(e) => {
                 let old = rank(&e.summary.state);
                 let new = rank(&s.state);
+                let restarted = newer && old == Some(2) && new == Some(1);
                 let forward = match (old, new) {
                     (Some(2), Some(1)) => restarted,
                     (Some(o), Some(n)) => n >= o,
@@ -245,6 +256,7 @@ impl View {
                     let snapshot = e.summary.clone();
                     self.emit(emit_old, new, &snapshot);
                 }
+                restarted
             }
             None => {
                 let new = rank(&s.state).or(Some(0));
@@ -252,6 +264,7 @@ impl View {
                 inner
                     .entries
                     .insert(s.id.clone(), Entry { summary: s, seq });
+                false
             }
         }
     }
@@ -293,12 +306,18 @@ impl View {
     }
 
     /// Replace the view with a full Docker list taken after mutation counter `seq_before`:
-    /// entries the list lacks are deleted unless touched since.
-    pub fn resync(&self, list: Vec<ContainerSummary>, seq_before: u64) {
+    /// entries the list lacks are deleted unless touched since, and entries not touched since
+    /// take the list's word even from exited back to running. Returns the IDs that moved back.
+    pub fn resync(&self, list: Vec<ContainerSummary>, seq_before: u64) -> Vec<String> {
         let mut inner = self.lock();
         let present: HashSet<String> = list.iter().map(|s| s.id.clone()).collect();
+        let mut restarted = Vec::new();
         for s in list {
-            self.apply_locked(&mut inner, s, false);
+            let newer = untouched_since(&inner, &s.id, seq_before);
+            let id = newer.then(|| s.id.clone());
+            if self.apply_locked(&mut inner, s, newer) {
+                restarted.extend(id);
+            }
         }
         let gone: Vec<String> = inner
             .entries
@@ -309,6 +328,7 @@ impl View {
         for id in gone {
             self.remove_locked(&mut inner, &id);
         }
+        restarted
     }
 
     /// The image ID Docker gave, when it last listed one, for a container made from image
@@ -405,15 +425,21 @@ impl Runtime {
     }
 
     /// [`Runtime::view_refresh`]; `restarted`: Docker's event stream just reported the
-    /// container started (see [`View::apply_restarted`]).
+    /// container started, so the list may move the entry back to running (see
+    /// [`View::apply_listed`]).
     async fn view_reread(&self, id: &str, restarted: bool) {
         let filter = ListFilter {
             id: Some(id.to_string()),
             ..all_ours()
         };
+        let seq = self.view.seq();
         match self.docker.list_containers(&filter).await {
             Ok(list) => match list.into_iter().find(|s| s.id == id) {
-                Some(s) if restarted => self.view.apply_restarted(s),
+                Some(s) if restarted => {
+                    if self.view.apply_listed(s, seq) {
+                        self.follow_restarted(id).await;
+                    }
+                }
                 Some(s) => self.view.apply(s),
                 None => self.view.remove(id),
             },
@@ -459,8 +485,36 @@ impl Runtime {
     async fn view_resync(&self) -> Result<()> {
         let seq = self.view.seq();
         let list = self.docker.list_containers(&all_ours()).await?;
-        self.view.resync(list, seq);
+        for id in self.view.resync(list, seq) {
+            self.follow_restarted(&id).await;
+        }
         Ok(())
+    }
+
+    /// A container started again outside CRI writes to the same Docker log: copy it into the
+    /// CRI log again (from where the copy stopped), so that its output and ReopenContainerLog
+    /// work as for any running container. Sandboxes have no CRI log.
+    async fn follow_restarted(&self, id: &str) {
+        let Some(s) = self.view.get(id) else { return };
+        tracing::info!(container_id = %id, "container started again outside CRI");
+        if s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(TYPE_SANDBOX) {
+            return;
+        }
+        let cri_log = s.labels.get(LOG_PATH).cloned().unwrap_or_default();
+        // Rare enough for an inspect (the Docker root directory would need the host context,
+        // which the start-up resync runs inside of).
+        // The first run's follower may still be draining (and would end after): replace it;
+        // the new one resumes from the saved copy position.
+        let followed = match self.docker.inspect_container(id).await {
+            Ok(info) => {
+                self.logs.stop_following(id);
+                self.logs.follow(id, &info.log_path, &cri_log)
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = followed {
+            tracing::warn!(container_id = %id, "not copying the log of a restarted container: {e}");
+        }
     }
 
     async fn on_docker_event(&self, ev: ContainerEvent) {
@@ -647,7 +701,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_list_made_after_a_start_event_moves_an_entry_back_to_running() {
+    fn only_a_list_newer_than_the_entry_moves_it_back_to_running() {
         let v = View::default();
         let mut rx = v.take_transitions().unwrap();
         v.apply(s("a", "running", TYPE_CONTAINER));
@@ -656,10 +710,15 @@ mod tests {
         assert!(v.has_exited("a") && !v.has_exited("zz"));
         v.apply(s("a", "running", TYPE_CONTAINER));
         assert_eq!(v.get("a").unwrap().state, "exited");
-        v.apply_restarted(s("a", "exited", TYPE_CONTAINER));
+        assert!(!v.apply_listed(s("a", "exited", TYPE_CONTAINER), v.seq()));
         assert_eq!(v.get("a").unwrap().state, "exited");
         assert_eq!(drain(&v, &mut rx), vec![]);
-        v.apply_restarted(s("a", "running", TYPE_CONTAINER));
+        // A list asked for before the entry was last touched is not newer than it.
+        let before = v.seq();
+        v.set_state("a", "exited");
+        assert!(!v.apply_listed(s("a", "running", TYPE_CONTAINER), before));
+        assert_eq!(v.get("a").unwrap().state, "exited");
+        assert!(v.apply_listed(s("a", "running", TYPE_CONTAINER), v.seq()));
         assert_eq!(v.get("a").unwrap().state, "running");
         v.apply(s("a", "exited", TYPE_CONTAINER));
         use Change::*;
@@ -668,11 +727,34 @@ mod tests {
             vec![("a".into(), Started), ("a".into(), Stopped)]
         );
         // Never back to created, and never back from deleted.
-        v.apply_restarted(s("a", "created", TYPE_CONTAINER));
+        assert!(!v.apply_listed(s("a", "created", TYPE_CONTAINER), v.seq()));
         assert_eq!(v.get("a").unwrap().state, "exited");
         v.remove("a");
-        v.apply_restarted(s("a", "running", TYPE_CONTAINER));
+        assert!(!v.apply_listed(s("a", "running", TYPE_CONTAINER), v.seq()));
         assert!(v.get("a").is_none());
+    }
+
+    #[test]
+    fn a_resync_moves_untouched_entries_back_to_running() {
+        let v = View::default();
+        let mut rx = v.take_transitions().unwrap();
+        v.apply(s("old", "exited", TYPE_CONTAINER));
+        v.apply(s("busy", "exited", TYPE_CONTAINER));
+        drain(&v, &mut rx);
+        let seq = v.seq();
+        // Touched after the list began: the list may be older than what the view holds.
+        v.set_state("busy", "exited");
+        let restarted = v.resync(
+            vec![
+                s("old", "running", TYPE_CONTAINER),
+                s("busy", "running", TYPE_CONTAINER),
+            ],
+            seq,
+        );
+        assert_eq!(restarted, vec!["old".to_string()]);
+        assert_eq!(v.get("old").unwrap().state, "running");
+        assert_eq!(v.get("busy").unwrap().state, "exited");
+        assert_eq!(drain(&v, &mut rx), vec![("old".into(), Change::Started)]);
     }
 
     #[test]

@@ -572,7 +572,7 @@ async fn private_registry_needs_the_right_credentials() {
 }
 
 #[tokio::test]
-async fn unreachable_registry_is_unavailable_and_the_runtime_stays_ready() {
+async fn unreachable_registry_is_unavailable() {
     require_docker!();
     let d = Daemon::start(&[]).await;
     let mut img = d.image().await;
@@ -594,10 +594,6 @@ async fn unreachable_registry_is_unavailable_and_the_runtime_stays_ready() {
         e.message()
     );
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    // dockerd itself is fine: the runtime does not turn unready over it.
-    let mut rt = d.runtime().await;
-    let (ready, why) = common::pods::runtime_ready(&mut rt).await;
-    assert!(ready, "{why}");
 }
 
 #[tokio::test]

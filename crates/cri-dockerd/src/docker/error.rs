@@ -73,20 +73,19 @@ fn looks_unauthorized(message: &str) -> bool {
         || m.contains("incorrect username or password")
 }
 
-/// Whether dockerd's message says a registry could not be reached (Go's net/http and
-/// crypto/tls wording, as dockerd passes it on).
+/// Whether dockerd's message says a registry could not be reached over the network (Go's
+/// net/http and crypto/tls wording, as dockerd passes it on). A local socket failing (dockerd
+/// to containerd, `dial unix …`) is not that.
 fn looks_unreachable(message: &str) -> bool {
-    const SIGNS: [&str; 8] = [
+    const SIGNS: [&str; 6] = [
         "dial tcp",
+        "proxyconnect tcp",
+        "read tcp",
         "no such host",
-        "connection refused",
-        "i/o timeout",
-        "network is unreachable",
-        "no route to host",
         "TLS handshake timeout",
         "Client.Timeout exceeded",
     ];
-    SIGNS.iter().any(|sign| message.contains(sign))
+    !message.contains("dial unix") && SIGNS.iter().any(|sign| message.contains(sign))
 }
 
 /// A pull's failure, with the registry's unreachability told apart from dockerd's own errors
@@ -222,6 +221,15 @@ mod tests {
         }
         for (e, what) in [
             (server(500, "manifest for x:latest not found"), "not found"),
+            (
+                server(
+                    500,
+                    "failed to register layer: rpc error: code = Unavailable desc = connection \
+                     error: desc = \"transport: Error while dialing: dial unix \
+                     /run/containerd/containerd.sock: connect: connection refused\"",
+                ),
+                "containerd down",
+            ),
             (
                 server(500, "failed to register layer: no space left"),
                 "api",

@@ -105,7 +105,7 @@ impl Metrics {
             ),
             docker_errors_by_kind: counter(
                 "cri_dockerd_docker_operation_errors_total",
-                "Docker operation errors by operation type and kind (not_found, conflict, bad_request, unauthorized, unavailable, timeout, api, client).",
+                "Docker operation errors by operation type and kind (not_found, conflict, bad_request, unauthorized, unavailable, timeout, registry_unreachable, api, client).",
                 &["operation_type", "kind"],
             ),
             net_seconds: histogram(

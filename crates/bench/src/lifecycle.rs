@@ -467,14 +467,17 @@ pub struct Hops {
     pub docker_after_idle: Stats,
 }
 
+/// How long the bench waits after the last removal before the "after idle" round trips.
+const QUIET: Duration = Duration::from_millis(500);
+
 /// The pause before the "after idle" round trips: about as long as a removal takes here.
-/// (Measured 2026-12-03: 0.44-0.46 ms for the CRI no-op and 0.34-0.41 ms for Docker's ping
-/// after it, against about 0.1 ms warm.)
+/// (Measured 2026-12-03: 0.38-0.45 ms for the CRI no-op and 0.55-0.74 ms for Docker's ping,
+/// which dials per request, after it; 0.13 and 0.15 ms warm.)
 pub const IDLE: Duration = Duration::from_millis(5);
 
 /// [`Hops`]: `reps` rounds, each one direct create + remove then the CRI pair, and one more
-/// then the Docker ping, then each side once more after [`IDLE`] without work (which goes
-/// first alternates).
+/// then the Docker ping; then, after [`QUIET`], `reps` rounds of each side after [`IDLE`]
+/// without any work (which goes first alternates).
 async fn hops(
     rt: &mut RuntimeServiceClient<Conn>,
     docker: &Docker,
@@ -501,6 +504,11 @@ async fn hops(
                 ping.push(timed(docker.ping()).await?.1);
             }
         }
+    }
+    // Away from any removal: Docker's clean-up after the last one is over first.
+    tokio::time::sleep(QUIET).await;
+    for i in 0..reps.max(1) {
+        let cri_first = i % 2 == 0;
         for cri_side in [cri_first, !cri_first] {
             tokio::time::sleep(IDLE).await;
             if cri_side {

@@ -414,6 +414,37 @@ async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile(
         Some(cri::ContainerState::ContainerExited)
     );
 
+    // Away again while the container is started by hand, longer than the replay margin of
+    // the event subscription: the start event is missed, the resync's list (confirmed by an
+    // inspect) brings the container back to running.
+    proxy.stop().await;
+    common::docker(&["start", &c]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.start();
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "listed running after the reconnect",
+        async || {
+            (list_state(&mut rt, &c).await == Some(cri::ContainerState::ContainerRunning))
+                .then_some(())
+        },
+    )
+    .await;
+    let evs = events_until(&mut ev, &c, E::ContainerStoppedEvent, &p.uid).await;
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    let again = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = ev.stream.message().await.expect("stream").expect("open");
+            if e.container_id == c {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("the missed start is reported after the resync");
+    assert_eq!(again.container_event_type, E::ContainerStartedEvent as i32);
+
     // And the live stream works again: a new container's events arrive.
     let c2 = create(&mut rt, &p, "after").await;
     let evs = events_until(&mut ev, &c2, E::ContainerCreatedEvent, &p.uid).await;

@@ -131,6 +131,25 @@ impl LogManager {
         Ok(())
     }
 
+    /// Follow a container that was started again (outside CRI) afresh: the follower of its
+    /// earlier run, if any, is stopped and awaited first (so that two never write the same
+    /// file), then a new one resumes from the saved copy position.
+    pub async fn follow_again(
+        &self,
+        container_id: &str,
+        docker_log_path: &str,
+        cri_log_path: &str,
+    ) -> Result<()> {
+        let old = self.lock()?.remove(container_id);
+        if let Some(f) = old {
+            let _ = f.ctl.send(Ctl::Stop);
+            // Ends at its next wait, after the batch it may be writing; a panic there is
+            // the old follower's own business.
+            let _ = f.task.await;
+        }
+        self.follow(container_id, docker_log_path, cri_log_path)
+    }
+
     /// Close and reopen the CRI log file (after kubelet rotated it). `NotFound` when the
     /// container's log is not followed, `FailedPrecondition` when the container has exited.
     pub async fn reopen(&self, container_id: &str) -> Result<()> {

@@ -12,9 +12,11 @@
 //!   container, so an older answer that arrives late cannot undo a newer one, and a deleted ID
 //!   (tombstoned) never comes back. The one way back, exited -> running (someone ran
 //!   `docker start` or `docker restart` on a container or a pause container), is taken only
-//!   from a Docker list asked for after the entry was last touched: that answer is newer than
-//!   anything the view holds of it. A Docker start event of an exited entry asks for such a
-//!   list at once; the periodic resync catches a start whose event was missed;
+//!   from a Docker inspect asked for after the entry was last touched (inspect reads the live
+//!   state; a list can still say running for a moment after `docker stop` returned): that
+//!   answer is newer than anything the view holds of it. A Docker start event of an exited
+//!   entry asks at once; a resync whose list says running for an exited entry asks too, which
+//!   catches a start whose event was missed;
 //! - while the event stream is down (dockerd unreachable, or not yet synced) the view is not
 //!   served: readers fall back to asking Docker, which answers `Unavailable` when dockerd is
 //!   gone rather than last-known data dressed up as current.
@@ -84,7 +86,7 @@ pub fn changes(old: Option<u8>, new: Option<u8>) -> Vec<Change> {
                 out.push(Change::Stopped);
             }
             if from == 2 && n == 1 {
-                // Started again outside CRI (see [`View::apply_restarted`]).
+                // Started again outside CRI (see [`View::apply_listed`]).
                 out.push(Change::Started);
             }
         }
@@ -214,10 +216,11 @@ impl View {
         self.apply_locked(&mut inner, s, false);
     }
 
-    /// [`View::apply`] of a summary from a Docker list asked for when the mutation counter
-    /// was `seq_before`: if the entry has not been touched since, the list is newer than what
-    /// the view holds and may move it back from exited to running (CRI never restarts a
-    /// container, but `docker start` or `docker restart` by hand does). Whether it did.
+    /// [`View::apply`] of a summary Docker gave (from an inspect) for a question asked when the
+    /// mutation counter was `seq_before`: if the entry has not been touched since, the answer
+    /// is newer than what the view holds and may move it back from exited to running (CRI
+    /// never restarts a container, but `docker start` or `docker restart` by hand does).
+    /// Whether it did.
     pub fn apply_listed(&self, s: ContainerSummary, seq_before: u64) -> bool {
         let mut inner = self.lock();
         let newer = untouched_since(&inner, &s.id, seq_before);
@@ -306,18 +309,26 @@ impl View {
     }
 
     /// Replace the view with a full Docker list taken after mutation counter `seq_before`:
-    /// entries the list lacks are deleted unless touched since, and entries not touched since
-    /// take the list's word even from exited back to running. Returns the IDs that moved back.
+    /// entries the list lacks are deleted unless touched since. Returns the entries, untouched
+    /// since, that the view holds as exited and the list as running: to be confirmed by an
+    /// inspect before they move back (see [`View::apply_listed`]).
     pub fn resync(&self, list: Vec<ContainerSummary>, seq_before: u64) -> Vec<String> {
         let mut inner = self.lock();
         let present: HashSet<String> = list.iter().map(|s| s.id.clone()).collect();
         let mut restarted = Vec::new();
         for s in list {
-            let newer = untouched_since(&inner, &s.id, seq_before);
-            let id = newer.then(|| s.id.clone());
-            if self.apply_locked(&mut inner, s, newer) {
-                restarted.extend(id);
+            if rank(&s.state) == Some(1)
+                && untouched_since(&inner, &s.id, seq_before)
+                && inner
+                    .entries
+                    .get(&s.id)
+                    .is_some_and(|e| rank(&e.summary.state) == Some(2))
+            {
+                // Left untouched for the inspect to move (nothing else would change).
+                restarted.push(s.id);
+                continue;
             }
+            self.apply_locked(&mut inner, s, false);
         }
         let gone: Vec<String> = inner
             .entries
@@ -421,25 +432,40 @@ fn now_secs() -> i64 {
 impl Runtime {
     /// Re-read one container from Docker into the view (gone from Docker = removed).
     pub(crate) async fn view_refresh(&self, id: &str) {
-        self.view_reread(id, false).await
+        self.view_reread(id).await
     }
 
-    /// [`Runtime::view_refresh`]; `restarted`: Docker's event stream just reported the
-    /// container started, so the list may move the entry back to running (see
-    /// [`View::apply_listed`]).
-    async fn view_reread(&self, id: &str, restarted: bool) {
+    /// Docker may have started the exited entry `id` again (its start event, or a list saying
+    /// so): ask Docker's live state, with the view's mutation counter at `seq_before` or
+    /// earlier, and move the entry back to running if it runs and was not touched since.
+    async fn confirm_restart(&self, id: &str, seq_before: u64) {
+        let info = match self.docker.inspect_container(id).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(container_id = %id, "checking a restart: {e}");
+                return;
+            }
+        };
+        let Some(mut s) = self.view.get(id) else {
+            return;
+        };
+        if !info.state.running {
+            return;
+        }
+        s.state = "running".into();
+        if self.view.apply_listed(s, seq_before) {
+            self.follow_restarted(id, &info.log_path).await;
+        }
+    }
+
+    /// [`Runtime::view_refresh`].
+    async fn view_reread(&self, id: &str) {
         let filter = ListFilter {
             id: Some(id.to_string()),
             ..all_ours()
         };
-        let seq = self.view.seq();
         match self.docker.list_containers(&filter).await {
             Ok(list) => match list.into_iter().find(|s| s.id == id) {
-                Some(s) if restarted => {
-                    if self.view.apply_listed(s, seq) {
-                        self.follow_restarted(id).await;
-                    }
-                }
                 Some(s) => self.view.apply(s),
                 None => self.view.remove(id),
             },
@@ -486,7 +512,7 @@ impl Runtime {
         let seq = self.view.seq();
         let list = self.docker.list_containers(&all_ours()).await?;
         for id in self.view.resync(list, seq) {
-            self.follow_restarted(&id).await;
+            self.confirm_restart(&id, seq).await;
         }
         Ok(())
     }
@@ -494,25 +520,14 @@ impl Runtime {
     /// A container started again outside CRI writes to the same Docker log: copy it into the
     /// CRI log again (from where the copy stopped), so that its output and ReopenContainerLog
     /// work as for any running container. Sandboxes have no CRI log.
-    async fn follow_restarted(&self, id: &str) {
+    async fn follow_restarted(&self, id: &str, docker_log: &str) {
         let Some(s) = self.view.get(id) else { return };
         tracing::info!(container_id = %id, "container started again outside CRI");
         if s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(TYPE_SANDBOX) {
             return;
         }
         let cri_log = s.labels.get(LOG_PATH).cloned().unwrap_or_default();
-        // Rare enough for an inspect (the Docker root directory would need the host context,
-        // which the start-up resync runs inside of).
-        // The first run's follower may still be draining (and would end after): replace it;
-        // the new one resumes from the saved copy position.
-        let followed = match self.docker.inspect_container(id).await {
-            Ok(info) => {
-                self.logs.stop_following(id);
-                self.logs.follow(id, &info.log_path, &cri_log)
-            }
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = followed {
+        if let Err(e) = self.logs.follow_again(id, docker_log, &cri_log).await {
             tracing::warn!(container_id = %id, "not copying the log of a restarted container: {e}");
         }
     }
@@ -522,9 +537,10 @@ impl Runtime {
         match ev.action {
             ContainerAction::Create | ContainerAction::Rename => self.view_refresh(&ev.id).await,
             ContainerAction::Start if self.view.has_exited(&ev.id) => {
-                // Started again outside CRI, or an old start replayed after a reconnect: ask
-                // Docker which.
-                self.view_reread(&ev.id, true).await
+                // Started again outside CRI, or a start that is old news (replayed after a
+                // reconnect, or processed after a quick stop): ask Docker which.
+                let seq = self.view.seq();
+                self.confirm_restart(&ev.id, seq).await
             }
             ContainerAction::Start | ContainerAction::Unpause => {
                 self.view_note(&ev.id, "running").await
@@ -735,7 +751,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resync_moves_untouched_entries_back_to_running() {
+    fn a_resync_names_untouched_exited_entries_the_list_has_running() {
         let v = View::default();
         let mut rx = v.take_transitions().unwrap();
         v.apply(s("old", "exited", TYPE_CONTAINER));
@@ -752,8 +768,11 @@ mod tests {
             seq,
         );
         assert_eq!(restarted, vec!["old".to_string()]);
-        assert_eq!(v.get("old").unwrap().state, "running");
+        // Named, not moved: an inspect confirms first.
+        assert_eq!(v.get("old").unwrap().state, "exited");
         assert_eq!(v.get("busy").unwrap().state, "exited");
+        assert_eq!(drain(&v, &mut rx), vec![]);
+        assert!(v.apply_listed(s("old", "running", TYPE_CONTAINER), seq));
         assert_eq!(drain(&v, &mut rx), vec![("old".into(), Change::Started)]);
     }
 

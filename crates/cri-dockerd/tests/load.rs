@@ -1,6 +1,7 @@
 //! Load and fault tests against the real dockerd: many pods at once; dockerd vanishing under
 //! in-flight calls (a unix-socket proxy that is cut, so the shared dockerd keeps running); the
-//! daemon SIGKILLed at random points of a lifecycle loop; a read-only or full root directory.
+//! daemon SIGKILLed at random points of a lifecycle loop on a real CNI network (bridge +
+//! host-local); a read-only or full root directory.
 //! Each test is bounded (< 60 s on two cores) and removes what it made, also on failure.
 
 mod common;
@@ -20,7 +21,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 /// Pods started at once by `concurrent_pods_all_succeed_and_are_cleaned_up`.
-const CONCURRENT_PODS: usize = 20;
+const CONCURRENT_PODS: usize = 50;
 /// Seeds of the SIGKILL test.
 const KILL_SEEDS: [u64; 3] = [0x5eed_0001, 0x5eed_0002, 0x5eed_0003];
 /// Client-side bound of each call while dockerd is away.
@@ -358,6 +359,109 @@ async fn lifecycle_loop(mut rt: RuntimeServiceClient<Channel>, ns: String, log_d
     }
 }
 
+/// A bridge + host-local CNI network of its own for one test (Debian's plugins), its bridge
+/// removed on drop.
+struct TestNet {
+    name: String,
+    bridge: String,
+    ipam: tempfile::TempDir,
+}
+
+const CNI_PLUGINS: &str = "/usr/lib/cni";
+
+impl TestNet {
+    /// `None` (a skip; a failure under CI) without root or the plugins.
+    fn new() -> Option<TestNet> {
+        if !(common::host::is_root() && Path::new(CNI_PLUGINS).join("bridge").exists()) {
+            assert!(
+                !common::required(),
+                "needs root and /usr/lib/cni (scripts/test-env.sh)"
+            );
+            eprintln!("skipping: needs root and containernetworking-plugins");
+            return None;
+        }
+        let id = format!("{:06x}", common::host::rand_u32() & 0xff_ffff);
+        Some(TestNet {
+            name: format!("cld-{id}"),
+            bridge: format!("cld{id}"),
+            ipam: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn flags(&self) -> [String; 2] {
+        [
+            "--network-plugin=cni".into(),
+            format!("--cni-bin-dir={CNI_PLUGINS}"),
+        ]
+    }
+
+    fn write_conflist(&self, d: &Daemon) {
+        let r = common::host::rand_u32();
+        let list = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256)}]],
+                    "dataDir": self.ipam.path().display().to_string(),
+                }
+            }]
+        });
+        std::fs::create_dir_all(d.cni_conf_dir()).unwrap();
+        let tmp = d.cni_conf_dir().join(".tmp");
+        std::fs::write(&tmp, list.to_string()).unwrap();
+        std::fs::rename(tmp, d.cni_conf_dir().join("10-load.conflist")).unwrap();
+    }
+
+    /// Whether host-local ever handed out an address on this network.
+    fn used(&self) -> bool {
+        self.ipam.path().join(&self.name).is_dir()
+    }
+
+    /// The container (sandbox) IDs holding a host-local lease.
+    fn lease_holders(&self) -> Vec<String> {
+        std::fs::read_dir(self.ipam.path().join(&self.name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains('.'))
+            .filter(|e| {
+                !e.file_name()
+                    .to_string_lossy()
+                    .starts_with("last_reserved_ip")
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|text| text.lines().next().map(|l| l.trim().to_string()))
+            .collect()
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+/// Entries in the daemon's CNI result cache (`<network>-<sandbox id>-<interface>`); not the
+/// temporary file of a write the SIGKILL interrupted (`.<entry>.tmp`, which libcni and the
+/// daemon ignore).
+fn cni_cache_files(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.dir.path().join("cni-cache").join("results"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect()
+}
+
 fn recoveries(d: &Daemon) -> usize {
     d.log().matches("start-up recovery done").count()
 }
@@ -365,9 +469,12 @@ fn recoveries(d: &Daemon) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_lifecycle_leaves_nothing_behind() {
     require_docker!();
+    let Some(net) = TestNet::new() else { return };
     let ns = format!("load-{}", unique());
     let _cleanup = NamespaceCleanup(ns.clone());
-    let mut d = Daemon::start(&[]).await;
+    let flags = net.flags();
+    let mut d = Daemon::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    net.write_conflist(&d);
     let logs = tempfile::tempdir().unwrap();
     for (round, seed) in KILL_SEEDS.iter().enumerate() {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -435,6 +542,23 @@ async fn sigkill_during_lifecycle_leaves_nothing_behind() {
         .map(|e| e.file_name())
         .collect();
     assert!(pending.is_empty(), "intent markers left: {pending:?}");
+    // Network attachments only of listed sandboxes (start-up recovery released the others).
+    assert!(
+        net.used(),
+        "no pod ever got an address: the loop never got far"
+    );
+    for f in cni_cache_files(&d) {
+        assert!(
+            sandboxes.iter().any(|sb| f.contains(sb.as_str())),
+            "CNI cache entry {f} has no listed sandbox"
+        );
+    }
+    for holder in net.lease_holders() {
+        assert!(
+            sandboxes.contains(&holder),
+            "IP lease of {holder}, which is not a listed sandbox"
+        );
+    }
 
     // What is listed can be removed: afterwards nothing is left anywhere.
     remove_all_pods(&mut rt, &ns).await;
@@ -444,6 +568,8 @@ async fn sigkill_during_lifecycle_leaves_nothing_behind() {
         "left in docker after removal: {orphans:?}"
     );
     assert!(cri_ids(&mut rt, &ns).await.is_empty());
+    assert!(cni_cache_files(&d).is_empty(), "{:?}", cni_cache_files(&d));
+    assert!(net.lease_holders().is_empty(), "{:?}", net.lease_holders());
     assert!(!d.log().contains("panicked"), "{}", d.log());
 }
 

@@ -37,13 +37,27 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another running process", path.display()),
-                ));
+            match std::os::unix::net::UnixStream::connect(path) {
+                // Refused: nobody listens there any more.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?
+                }
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is in use by another running process", path.display()),
+                    ));
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} exists and cannot be probed ({e}); not replacing it",
+                            path.display()
+                        ),
+                    ));
+                }
             }
-            std::fs::remove_file(path)?;
         }
         Ok(_) => {
             return Err(io::Error::new(

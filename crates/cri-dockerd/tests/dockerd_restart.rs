@@ -190,17 +190,25 @@ fn start_dockerd(cmd: &DockerdCommand) -> Result<(), String> {
         .map_err(|e| format!("open the dockerd log: {e}"))?;
     // A shell joins the old cgroups and takes the old limits, then `setsid --fork` starts
     // dockerd in a session of its own (not a child of ours) and returns.
+    // `-` (limits not read): keep the shell's own.
     let (soft, hard) = cmd
         .nofile
         .clone()
-        .unwrap_or_else(|| ("unlimited".into(), "unlimited".into()));
+        .unwrap_or_else(|| ("-".into(), "-".into()));
     let script = r#"
-        # Soft first (may fail when raising above the current hard limit), hard, soft again.
-        ulimit -Sn "$2" 2>/dev/null; ulimit -Hn "$1" && ulimit -Sn "$2" || exit 1
-        # Lowering works without CAP_SYS_RESOURCE; raising may not: not fatal.
+        if [ "$1" != - ]; then
+            # Soft first (fails when raising above the current hard limit), hard, soft again.
+            ulimit -Sn "$2" 2>/dev/null; ulimit -Hn "$1" && ulimit -Sn "$2" || exit 1
+        fi
+        # Raising works for anyone; lowering below the current value needs CAP_SYS_RESOURCE,
+        # which these machines lack: not fatal.
         echo "$3" > /proc/self/oom_score_adj 2>/dev/null
         shift 3
-        while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done
+        # Best effort (a cgroup may be gone with the old dockerd): dockerd must come back.
+        while [ "$1" != -- ]; do
+            echo $$ > "$1" || echo "dockerd restart: not joining $1" >&2
+            shift
+        done
         shift
         exec setsid --fork "$@"
     "#;

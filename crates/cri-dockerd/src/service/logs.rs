@@ -48,6 +48,8 @@ pub struct LogManager {
     /// Where resume offsets are kept.
     pub state_dir: PathBuf,
     followers: Arc<Mutex<HashMap<String, Follower>>>,
+    /// Held by [`LogManager::follow_again`] (rare: containers started again outside CRI).
+    replacing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -85,6 +87,7 @@ impl LogManager {
         LogManager {
             state_dir,
             followers: Arc::default(),
+            replacing: tokio::sync::Mutex::default(),
         }
     }
 
@@ -132,20 +135,40 @@ impl LogManager {
     }
 
     /// Follow a container that was started again (outside CRI) afresh: the follower of its
-    /// earlier run, if any, is stopped and awaited first (so that two never write the same
-    /// file), then a new one resumes from the saved copy position.
+    /// earlier run, if any, is stopped and awaited first, then a new one resumes from the saved
+    /// copy position. Two followers never write the same file: while the old one finishes, a
+    /// placeholder task holds its place, so that a concurrent [`LogManager::follow`] (a
+    /// StartContainer) leaves the start to this call; calls of this function take turns.
     pub async fn follow_again(
         &self,
         container_id: &str,
         docker_log_path: &str,
         cri_log_path: &str,
     ) -> Result<()> {
-        let old = self.lock()?.remove(container_id);
-        if let Some(f) = old {
+        let _turn = self.replacing.lock().await;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Internal(format!("log follower needs a tokio runtime: {e}")))?;
+        let old = self.lock()?.get_mut(container_id).map(|f| {
             let _ = f.ctl.send(Ctl::Stop);
-            // Ends at its next wait, after the batch it may be writing; a panic there is
-            // the old follower's own business.
-            let _ = f.task.await;
+            let placeholder = handle.spawn(std::future::pending::<()>());
+            let placeholder_id = placeholder.id();
+            (std::mem::replace(&mut f.task, placeholder), placeholder_id)
+        });
+        if let Some((task, placeholder_id)) = old {
+            // Ends at its next wait, after the batch it may be writing; a panic there is the
+            // old follower's own business.
+            let _ = task.await;
+            let mut map = self.lock()?;
+            if map
+                .get(container_id)
+                .is_none_or(|f| f.task.id() != placeholder_id)
+            {
+                // Removed meanwhile (RemoveContainer aborted the placeholder): nothing to copy.
+                return Ok(());
+            }
+            if let Some(f) = map.remove(container_id) {
+                f.task.abort();
+            }
         }
         self.follow(container_id, docker_log_path, cri_log_path)
     }
@@ -970,6 +993,37 @@ mod tests {
         ));
         m.forget("cid");
         assert!(!dir.path().join("state/cid.json").exists());
+    }
+
+    #[tokio::test]
+    async fn follow_again_replaces_the_follower_without_losing_or_repeating_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docker = dir.path().join("c-json.log");
+        let cri = dir.path().join("0.log");
+        write_docker(&docker, &[("stdout", "1\n")]);
+        let m = LogManager::new(dir.path().join("state"));
+        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
+        m.follow("cid", d, p).expect("follow");
+        wait_for(|| cri_texts(&cri).len() == 1).await;
+        // The first run's follower is still copying when the container runs again; a
+        // concurrent plain `follow` (a StartContainer) leaves the start to `follow_again`.
+        write_docker(&docker, &[("stdout", "2\n")]);
+        let (again, plain) = tokio::join!(m.follow_again("cid", d, p), async {
+            tokio::task::yield_now().await;
+            m.follow("cid", d, p)
+        });
+        again.expect("follow again");
+        plain.expect("follow");
+        assert!(m.is_following("cid"));
+        write_docker(&docker, &[("stdout", "3\n")]);
+        wait_for(|| cri_texts(&cri).len() >= 3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(cri_texts(&cri), ["stdout F 1", "stdout F 2", "stdout F 3"]);
+        // Nothing followed yet: it simply starts.
+        m.forget("cid");
+        m.follow_again("cid", d, p).await.expect("follow again");
+        assert!(m.is_following("cid"));
+        m.forget("cid");
     }
 
     async fn wait_for(mut f: impl FnMut() -> bool) {

@@ -363,6 +363,77 @@ async fn container_started_again_behind_our_back_is_listed_running_and_logged() 
 }
 
 #[tokio::test]
+async fn start_container_of_an_exited_container_lists_it_running_at_once() {
+    require_docker!();
+    let d = Daemon::start(&["--network-plugin=no-op"]).await;
+    let mut rt = d.runtime().await;
+    let p = pod(&mut rt, &d).await;
+    let script = "trap 'exit 0' TERM; n=$(cat /proc/sys/kernel/random/uuid); while :; do echo run-$n; sleep 0.1; done";
+    let c = p
+        .create(
+            &mut rt,
+            cri::ContainerConfig {
+                log_path: "again.log".into(),
+                ..container_config("again", &["sh", "-c", script])
+            },
+        )
+        .await;
+    let log = std::path::Path::new(&p.config.log_directory).join("again.log");
+    let runs = || -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|w| w.starts_with("run-"))
+            .map(str::to_string)
+            .collect()
+    };
+    start_container(&mut rt, &c).await;
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the first run's output",
+        async || (runs().len() == 1).then_some(()),
+    )
+    .await;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 10,
+    })
+    .await
+    .expect("StopContainer");
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the log follower ending after the stop",
+        async || {
+            d.log()
+                .lines()
+                .any(|l| l.contains("log drained") && l.contains(&c))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // CRI never restarts a container, but a client may ask (crictl start); Docker does it.
+    start_container(&mut rt, &c).await;
+    assert_eq!(
+        list_state(&mut rt, &c).await,
+        Some(cri::ContainerState::ContainerRunning),
+        "a List right after StartContainer reflects it"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the second run's output",
+        async || (runs().len() == 2).then_some(()),
+    )
+    .await;
+    stop_pod_sandbox(&mut rt, &p.id).await;
+    remove_pod_sandbox(&mut rt, &p.id).await;
+}
+
+#[tokio::test]
 async fn subscriber_survives_a_dockerd_restart_and_sees_what_happened_meanwhile() {
     require_docker!();
     let dir = tempfile::tempdir().unwrap();

@@ -234,11 +234,18 @@ impl Runtime {
                 Error::Internal(format!("creating log directory {}: {e}", dir.display()))
             })?;
         }
+        let seq = self.view.seq();
         self.docker
             .start_container(&found.id)
             .await
             .map_err(|e| with_context(e.into(), "starting container"))?;
-        self.view_note(&found.id, "running").await;
+        if self.view.has_exited(&found.id) {
+            // Started again after it had exited (Docker allows it; kubelet never asks): the
+            // same confirmed step back as for a `docker start` by hand, log follower included.
+            self.confirm_restart(&found.id, seq).await;
+        } else {
+            self.view_note(&found.id, "running").await;
+        }
         if !cri_log.is_empty() {
             // Docker 20.10 assigns the json-file path only when the container starts.
             let docker_log = if found.docker_log.is_empty() {

@@ -438,7 +438,7 @@ impl Runtime {
     /// Docker may have started the exited entry `id` again (its start event, or a list saying
     /// so): ask Docker's live state, with the view's mutation counter at `seq_before` or
     /// earlier, and move the entry back to running if it runs and was not touched since.
-    async fn confirm_restart(&self, id: &str, seq_before: u64) {
+    pub(super) async fn confirm_restart(&self, id: &str, seq_before: u64) {
         let info = match self.docker.inspect_container(id).await {
             Ok(info) => info,
             Err(e) => {

@@ -21,13 +21,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::load::{NamespaceCleanup, assert_failed_as_unavailable, docker_ids, read_call, req};
 use common::pods::{Pod, Rt, condition, container_config, wait_runtime_ready, wait_until};
 use k8s_cri::v1 as cri;
 use tokio::task::JoinSet;
 use tonic::Code;
 
-/// Client-side bound of each call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long dockerd may take to stop (it stops its containers first) or to answer again.
 const DOCKERD_TIMEOUT: Duration = Duration::from_secs(60);
 const PID_FILE: &str = "/var/run/docker.pid";
@@ -273,30 +272,6 @@ impl Drop for DockerdBack {
     }
 }
 
-/// Force-removes every container of a pod namespace on drop (declared before [`DockerdBack`],
-/// so it runs after dockerd is back).
-struct NamespaceCleanup(String);
-
-impl Drop for NamespaceCleanup {
-    fn drop(&mut self) {
-        let (_, ids) = common::docker_try(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.kubernetes.pod.namespace={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = common::docker_try(&["rm", "-f", id]);
-        }
-    }
-}
-
-fn req<T>(msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.set_timeout(CALL_TIMEOUT);
-    r
-}
-
 /// What Docker says of `id`: `running`, `exited`, `created` …
 fn docker_state(id: &str) -> String {
     common::docker(&["inspect", "-f", "{{.State.Status}}", id])
@@ -368,6 +343,7 @@ async fn dockerd_really_restarted_under_load() {
         cmd.cgroup_procs, cmd.nofile, cmd.oom_score_adj
     );
     let ns = format!("restart-{}", common::pods::unique());
+    // Declared before `DockerdBack`, so it runs after dockerd is back.
     let _cleanup = NamespaceCleanup(ns.clone());
     let d = Daemon::start(&["--network-plugin=no-op"]).await;
     let mut rt = d.runtime().await;
@@ -405,30 +381,7 @@ async fn dockerd_really_restarted_under_load() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
                 let t = Instant::now();
-                let r = match (n + w) % 4 {
-                    0 => rt
-                        .list_containers(req(cri::ListContainersRequest { filter: None }))
-                        .await
-                        .map(drop),
-                    1 => rt
-                        .container_status(req(cri::ContainerStatusRequest {
-                            container_id: c.clone(),
-                            verbose: false,
-                        }))
-                        .await
-                        .map(drop),
-                    2 => rt
-                        .pod_sandbox_status(req(cri::PodSandboxStatusRequest {
-                            pod_sandbox_id: sb.clone(),
-                            verbose: false,
-                        }))
-                        .await
-                        .map(drop),
-                    _ => rt
-                        .list_pod_sandbox(req(cri::ListPodSandboxRequest { filter: None }))
-                        .await
-                        .map(drop),
-                };
+                let r = read_call(&mut rt, n + w, &sb, &c).await;
                 if let Err(e) = r {
                     failures.push((e.code(), e.message().to_string(), t.elapsed()));
                 }
@@ -486,23 +439,7 @@ async fn dockerd_really_restarted_under_load() {
     while let Some(r) = load.join_next().await {
         failures.extend(r.unwrap());
     }
-    assert!(
-        !failures.is_empty(),
-        "calls made while dockerd was down must have failed"
-    );
-    for (code, msg, took) in &failures {
-        assert!(
-            matches!(code, Code::Unavailable | Code::DeadlineExceeded),
-            "a call failed with {code:?} ({msg}); wanted Unavailable"
-        );
-        assert!(*took < CALL_TIMEOUT + Duration::from_secs(2), "{took:?}");
-    }
-    assert!(
-        failures
-            .iter()
-            .any(|(c, _, t)| *c == Code::Unavailable && *t < Duration::from_secs(5)),
-        "some calls fail fast with Unavailable: {failures:?}"
-    );
+    assert_failed_as_unavailable(&failures);
 
     // Consistent after: what CRI lists and reports is what Docker says, for every object.
     let mut want = BTreeMap::new();
@@ -560,13 +497,8 @@ async fn dockerd_really_restarted_under_load() {
     for p in &pods {
         common::pods::stop_and_remove_pod(&mut rt, &p.id).await;
     }
-    let (_, left) = common::docker_try(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=io.kubernetes.pod.namespace={ns}"),
-    ]);
-    assert!(left.trim().is_empty(), "left in Docker: {left}");
+    let left = docker_ids(&ns);
+    assert!(left.is_empty(), "left in Docker: {left:?}");
     let checkpoints: Vec<_> = std::fs::read_dir(d.root().join("sandbox"))
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
@@ -120,6 +122,66 @@ async fn sandbox_listed(rt: &mut Rt, id: &str) -> Option<cri::PodSandboxState> {
         .map(|s| cri::PodSandboxState::try_from(s.state).unwrap())
 }
 
+/// A container in pod `p` that prints `run-<uuid>` every 0.1 s, a new uuid each time it starts
+/// (and ends at once on SIGTERM), logging to `<name>.log` in the pod's log directory: its id
+/// and that CRI log.
+async fn create_run_printer(rt: &mut Rt, p: &Pod, name: &str) -> (String, PathBuf) {
+    let script = "trap 'exit 0' TERM; n=$(cat /proc/sys/kernel/random/uuid); \
+                  while :; do echo run-$n; sleep 0.1; done";
+    let c = p
+        .create(
+            rt,
+            cri::ContainerConfig {
+                log_path: format!("{name}.log"),
+                ..container_config(name, &["sh", "-c", script])
+            },
+        )
+        .await;
+    (
+        c,
+        Path::new(&p.config.log_directory).join(format!("{name}.log")),
+    )
+}
+
+/// The runs of a [`create_run_printer`] container whose output is in its CRI log.
+fn runs(log: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|w| w.starts_with("run-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wait until the CRI log holds the output of `n` runs.
+async fn wait_runs(log: &Path, n: usize, what: &str) {
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        what,
+        async || (runs(log).len() == n).then_some(()),
+    )
+    .await;
+}
+
+/// Wait until the log follower of `c` has ended after its exit (the daemon logs at debug
+/// level in these tests).
+async fn wait_log_drained(d: &Daemon, c: &str) {
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the log follower ending after the stop",
+        async || {
+            d.log()
+                .lines()
+                .any(|l| l.contains("log drained") && l.contains(c))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn lifecycle_events_in_order_for_two_subscribers_and_lists_stay_consistent() {
     require_docker!();
@@ -232,35 +294,9 @@ async fn container_started_again_behind_our_back_is_listed_running_and_logged() 
     let mut rt = d.runtime().await;
     let mut ev = subscribe(&mut rt).await;
     let p = pod(&mut rt, &d).await;
-    // Says which run it is in, every 0.1 s.
-    let script = "trap 'exit 0' TERM; n=$(cat /proc/sys/kernel/random/uuid); while :; do echo run-$n; sleep 0.1; done";
-    let c = p
-        .create(
-            &mut rt,
-            cri::ContainerConfig {
-                log_path: "revived.log".into(),
-                ..container_config("revived", &["sh", "-c", script])
-            },
-        )
-        .await;
-    let log = std::path::Path::new(&p.config.log_directory).join("revived.log");
-    let runs = || -> std::collections::BTreeSet<String> {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().last())
-            .filter(|w| w.starts_with("run-"))
-            .map(str::to_string)
-            .collect()
-    };
+    let (c, log) = create_run_printer(&mut rt, &p, "revived").await;
     start_container(&mut rt, &c).await;
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the first run's output in the CRI log",
-        async || (runs().len() == 1).then_some(()),
-    )
-    .await;
+    wait_runs(&log, 1, "the first run's output in the CRI log").await;
     rt.stop_container(cri::StopContainerRequest {
         container_id: c.clone(),
         timeout: 10,
@@ -273,18 +309,7 @@ async fn container_started_again_behind_our_back_is_listed_running_and_logged() 
     );
 
     // The first run's log copy has ended (the daemon logs at debug level in these tests).
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the log follower ending after the stop",
-        async || {
-            d.log()
-                .lines()
-                .any(|l| l.contains("log drained") && l.contains(&c))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_log_drained(&d, &c).await;
 
     // An operator's `docker start`: CRI never does this, but the list must not go on
     // claiming the container has exited while it runs.
@@ -311,13 +336,7 @@ async fn container_started_again_behind_our_back_is_listed_running_and_logged() 
         .expect("status");
     assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
     // Its output after the restart reaches the CRI log, and the log can be reopened.
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the second run's output in the CRI log",
-        async || (runs().len() == 2).then_some(()),
-    )
-    .await;
+    wait_runs(&log, 2, "the second run's output in the CRI log").await;
     rt.reopen_container_log(cri::ReopenContainerLogRequest {
         container_id: c.clone(),
     })
@@ -368,52 +387,16 @@ async fn start_container_of_an_exited_container_lists_it_running_at_once() {
     let d = Daemon::start(&["--network-plugin=no-op"]).await;
     let mut rt = d.runtime().await;
     let p = pod(&mut rt, &d).await;
-    let script = "trap 'exit 0' TERM; n=$(cat /proc/sys/kernel/random/uuid); while :; do echo run-$n; sleep 0.1; done";
-    let c = p
-        .create(
-            &mut rt,
-            cri::ContainerConfig {
-                log_path: "again.log".into(),
-                ..container_config("again", &["sh", "-c", script])
-            },
-        )
-        .await;
-    let log = std::path::Path::new(&p.config.log_directory).join("again.log");
-    let runs = || -> std::collections::BTreeSet<String> {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().last())
-            .filter(|w| w.starts_with("run-"))
-            .map(str::to_string)
-            .collect()
-    };
+    let (c, log) = create_run_printer(&mut rt, &p, "again").await;
     start_container(&mut rt, &c).await;
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the first run's output",
-        async || (runs().len() == 1).then_some(()),
-    )
-    .await;
+    wait_runs(&log, 1, "the first run's output").await;
     rt.stop_container(cri::StopContainerRequest {
         container_id: c.clone(),
         timeout: 10,
     })
     .await
     .expect("StopContainer");
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the log follower ending after the stop",
-        async || {
-            d.log()
-                .lines()
-                .any(|l| l.contains("log drained") && l.contains(&c))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_log_drained(&d, &c).await;
 
     // CRI never restarts a container, but a client may ask (crictl start); Docker does it.
     start_container(&mut rt, &c).await;
@@ -422,13 +405,7 @@ async fn start_container_of_an_exited_container_lists_it_running_at_once() {
         Some(cri::ContainerState::ContainerRunning),
         "a List right after StartContainer reflects it"
     );
-    wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        "the second run's output",
-        async || (runs().len() == 2).then_some(()),
-    )
-    .await;
+    wait_runs(&log, 2, "the second run's output").await;
     stop_pod_sandbox(&mut rt, &p.id).await;
     remove_pod_sandbox(&mut rt, &p.id).await;
 }

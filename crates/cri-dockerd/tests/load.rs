@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::Daemon;
 use common::host::Rng;
+use common::load::{NamespaceCleanup, assert_failed_as_unavailable, docker_ids, read_call, req};
 use common::pods::{condition, unique, wait_runtime_ready};
 use common::proxy::DockerProxy;
 use k8s_cri::v1 as cri;
@@ -24,34 +25,6 @@ use tonic::transport::Channel;
 const CONCURRENT_PODS: usize = 50;
 /// Seeds of the SIGKILL test.
 const KILL_SEEDS: [u64; 3] = [0x5eed_0001, 0x5eed_0002, 0x5eed_0003];
-/// Client-side bound of each call while dockerd is away.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-
-const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
-
-/// Docker IDs of every container (any state) in pod namespace `ns`.
-fn docker_ids(ns: &str) -> BTreeSet<String> {
-    let out = common::docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label={POD_NAMESPACE_LABEL}={ns}"),
-    ]);
-    out.split_whitespace().map(str::to_string).collect()
-}
-
-/// Force-removes every container of a pod namespace on drop, also when the test failed.
-struct NamespaceCleanup(String);
-
-impl Drop for NamespaceCleanup {
-    fn drop(&mut self) {
-        for id in docker_ids(&self.0) {
-            let _ = common::docker_try(&["rm", "-f", &id]);
-        }
-    }
-}
-
 fn pod_config(ns: &str, uid: &str, log_dir: &Path) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         log_directory: log_dir.to_string_lossy().into_owned(),
@@ -64,13 +37,6 @@ fn container_config() -> cri::ContainerConfig {
         log_path: "sleeper/0.log".into(),
         ..common::pods::container_config("sleeper", &["sleep", "600"])
     }
-}
-
-/// A request with a client-side deadline.
-fn req<T>(msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.set_timeout(CALL_TIMEOUT);
-    r
 }
 
 /// RunPodSandbox + CreateContainer + StartContainer; returns (sandbox id, container id).
@@ -256,24 +222,8 @@ async fn dockerd_restart_under_load_fails_fast_and_recovers() {
                     0 => run_pod(&mut rt, &ns, &format!("{ns}-w{w}-{n}"), &log_dir)
                         .await
                         .map(drop),
-                    1 => rt
-                        .list_containers(req(cri::ListContainersRequest { filter: None }))
-                        .await
-                        .map(drop),
-                    2 => rt
-                        .container_status(req(cri::ContainerStatusRequest {
-                            container_id: c.clone(),
-                            verbose: false,
-                        }))
-                        .await
-                        .map(drop),
-                    _ => rt
-                        .pod_sandbox_status(req(cri::PodSandboxStatusRequest {
-                            pod_sandbox_id: sb.clone(),
-                            verbose: false,
-                        }))
-                        .await
-                        .map(drop),
+                    // ListContainers, ContainerStatus, PodSandboxStatus.
+                    k => read_call(&mut rt, k - 1, &sb, &c).await,
                 };
                 if let Err(e) = r {
                     codes.push((e.code(), e.message().to_string(), t.elapsed()));
@@ -296,25 +246,7 @@ async fn dockerd_restart_under_load_fails_fast_and_recovers() {
     while let Some(r) = load.join_next().await {
         errors.extend(r.unwrap());
     }
-    assert!(
-        !errors.is_empty(),
-        "calls made while dockerd was away must have failed"
-    );
-    for (code, msg, took) in &errors {
-        assert!(
-            matches!(code, Code::Unavailable | Code::DeadlineExceeded),
-            "a call failed with {code:?} ({msg}), wanted Unavailable"
-        );
-        assert!(*took < CALL_TIMEOUT + Duration::from_secs(2), "{took:?}");
-    }
-    let fast = errors
-        .iter()
-        .filter(|(c, _, t)| *c == Code::Unavailable && *t < Duration::from_secs(5))
-        .count();
-    assert!(
-        fast > 0,
-        "some calls fail fast with Unavailable: {errors:?}"
-    );
+    assert_failed_as_unavailable(&errors);
 
     proxy.start();
     wait_runtime_ready(&mut rt, true, Duration::from_secs(20)).await;

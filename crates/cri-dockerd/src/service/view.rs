@@ -145,6 +145,14 @@ impl Default for View {
     }
 }
 
+/// Whether the entry `id` exists and is exited (or dead).
+fn exited(inner: &Inner, id: &str) -> bool {
+    inner
+        .entries
+        .get(id)
+        .is_some_and(|e| rank(&e.summary.state) == Some(2))
+}
+
 /// Whether the entry `id` exists and has not been touched since mutation counter `seq`.
 fn untouched_since(inner: &Inner, id: &str, seq: u64) -> bool {
     inner.entries.get(id).is_some_and(|e| e.seq <= seq)
@@ -319,10 +327,7 @@ impl View {
         for s in list {
             if rank(&s.state) == Some(1)
                 && untouched_since(&inner, &s.id, seq_before)
-                && inner
-                    .entries
-                    .get(&s.id)
-                    .is_some_and(|e| rank(&e.summary.state) == Some(2))
+                && exited(&inner, &s.id)
             {
                 // Left untouched for the inspect to move (nothing else would change).
                 restarted.push(s.id);
@@ -401,10 +406,7 @@ impl View {
 
     /// Whether the view holds `id` as exited (or dead).
     pub fn has_exited(&self, id: &str) -> bool {
-        self.lock()
-            .entries
-            .get(id)
-            .is_some_and(|e| rank(&e.summary.state) == Some(2))
+        exited(&self.lock(), id)
     }
 
     /// The last-known summary of `id`, served or not.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod host;
+pub mod load;
 pub mod pods;
 pub mod process;
 pub mod proxy;

@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 
-use crate::{Row, Stats, row, stats};
+use crate::{Row, Stats, paired_ratio_ci, row, stats};
 
 /// The Docker label on everything the benchmark creates.
 pub const BENCH_LABEL: &str = "cri-bench";
@@ -438,11 +438,15 @@ pub async fn lifecycle_rows(
         .iter()
         .zip(cri_s.into_iter().zip(dir_s))
         .map(|((cri_name, floor), (c, d))| {
-            row(
-                &format!("{cri_name} (vs {floor})"),
-                stats(c),
-                Some(stats(d)),
-            )
+            let ci = paired_ratio_ci(&c, &d);
+            Row {
+                ratio_ci95: Some(ci),
+                ..row(
+                    &format!("{cri_name} (vs {floor})"),
+                    stats(c),
+                    Some(stats(d)),
+                )
+            }
         })
         .collect();
     Ok((rows, hops))

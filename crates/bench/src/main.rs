@@ -121,6 +121,47 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// Resamples behind [`paired_ratio_ci`].
+const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// A 95 % interval for `median(cri) / median(docker)` from rounds that measured both sides
+/// (`cri[i]` and `docker[i]` in the same round): a bootstrap over whole rounds, so that Docker
+/// being slower in some rounds than in others moves both sides of a resample together. The seed
+/// is fixed: the same samples always give the same interval.
+fn paired_ratio_ci(cri: &[Duration], docker: &[Duration]) -> [f64; 2] {
+    let n = cri.len().min(docker.len());
+    assert!(n > 0, "no rounds");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // SplitMix64: small, well mixed, and no dependency for a benchmark's resampling.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (mut c, mut d) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut ratios: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            c.clear();
+            d.clear();
+            for _ in 0..n {
+                let i = (next() % n as u64) as usize;
+                c.push(cri[i].as_secs_f64());
+                d.push(docker[i].as_secs_f64());
+            }
+            median(&mut c) / median(&mut d)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    [at(0.025), at(0.975)]
+}
+
 /// One CRI call next to its Docker floor (if it has one).
 #[derive(Debug, Serialize)]
 struct Row {
@@ -134,6 +175,9 @@ struct Row {
     cri: Stats,
     docker: Option<Stats>,
     ratio: Option<f64>,
+    /// Lifecycle rows: 95 % interval of `ratio` over the rounds ([`paired_ratio_ci`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_ci95: Option<[f64; 2]>,
 }
 
 fn row(name: &str, cri: Stats, docker: Option<Stats>) -> Row {
@@ -145,6 +189,7 @@ fn row(name: &str, cri: Stats, docker: Option<Stats>) -> Row {
         cri,
         docker,
         ratio,
+        ratio_ci95: None,
     }
 }
 
@@ -514,7 +559,11 @@ fn verdicts(r: &Report) -> Vec<Verdict> {
     for row in &r.lifecycle {
         out.push(Verdict {
             target: format!("{} <= {LIFECYCLE_MAX_RATIO}x direct Docker", row.call),
-            measured: row.ratio.map_or("-".into(), |x| format!("{x:.2}x")),
+            measured: match (row.ratio, row.ratio_ci95) {
+                (Some(x), Some([lo, hi])) => format!("{x:.2}x (95 % interval {lo:.2}-{hi:.2}x)"),
+                (Some(x), None) => format!("{x:.2}x"),
+                (None, _) => "-".into(),
+            },
             pass: row.ratio.map(|x| x <= LIFECYCLE_MAX_RATIO),
         });
     }
@@ -733,8 +782,8 @@ async fn run(args: &Args, docker: &Docker) -> anyhow::Result<()> {
 
 fn print_report(report: &Report) {
     println!(
-        "{:<48} {:>12} {:>12} {:>8}",
-        "call", "cri median", "docker med.", "ratio"
+        "{:<48} {:>12} {:>12} {:>8} {:>12}",
+        "call", "cri median", "docker med.", "ratio", "95 % int."
     );
     for r in report
         .rows
@@ -744,7 +793,7 @@ fn print_report(report: &Report) {
         .chain(&report.stats_rows)
     {
         println!(
-            "{:<48} {:>10.0}us {:>10}us {:>8}",
+            "{:<48} {:>10.0}us {:>10}us {:>8} {:>12}",
             r.name,
             r.cri.median_us,
             r.docker
@@ -754,7 +803,9 @@ fn print_report(report: &Report) {
                 format!("{x:.2}x")
             } else {
                 format!("1/{:.0}x", 1.0 / x)
-            })
+            }),
+            r.ratio_ci95
+                .map_or(String::new(), |[lo, hi]| format!("{lo:.2}-{hi:.2}x"))
         );
     }
     if let Some(h) = &report.hops {
@@ -911,4 +962,46 @@ async fn stats_bench(args: &Args, docker: &Docker, rt: Rt) -> anyhow::Result<Vec
         ));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[f64]) -> Vec<Duration> {
+        v.iter().map(|x| Duration::from_secs_f64(x / 1e3)).collect()
+    }
+
+    #[test]
+    fn interval_of_a_constant_ratio_is_that_ratio() {
+        let d = ms(&[4.0, 5.0, 6.0, 5.5, 4.5, 7.0, 5.2]);
+        let c: Vec<Duration> = d.iter().map(|x| x.mul_f64(1.1)).collect();
+        let [lo, hi] = paired_ratio_ci(&c, &d);
+        assert!(
+            (lo - 1.1).abs() < 1e-9 && (hi - 1.1).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn interval_holds_the_estimate_and_narrows_with_more_rounds() {
+        // Docker drifts from round to round; the CRI side pays it plus a noisy 0.5 ms.
+        let drift = |i: usize| 4.0 + (i * 37 % 17) as f64 * 0.25;
+        let noise = |i: usize| (i * 53 % 11) as f64 * 0.1;
+        let make = |n: usize| {
+            let d: Vec<f64> = (0..n).map(drift).collect();
+            let c: Vec<f64> = (0..n).map(|i| drift(i) + noise(i)).collect();
+            (ms(&c), ms(&d))
+        };
+        let (c, d) = make(21);
+        let est = stats(c.clone()).median_us / stats(d.clone()).median_us;
+        let [lo, hi] = paired_ratio_ci(&c, &d);
+        assert!(lo <= est && est <= hi, "{lo} {est} {hi}");
+        assert!(lo > 1.0, "every round has CRI slower: {lo}");
+        let (c, d) = make(201);
+        let [lo2, hi2] = paired_ratio_ci(&c, &d);
+        assert!(hi2 - lo2 < hi - lo, "{lo2}-{hi2} vs {lo}-{hi}");
+        // Deterministic.
+        assert_eq!(paired_ratio_ci(&c, &d), [lo2, hi2]);
+    }
 }

@@ -11,6 +11,11 @@ use crate::docker::{self, ListFilter};
 impl Runtime {
     /// Runs once, when dockerd first answers (before any other call is served).
     pub(crate) async fn recover(&self) -> Result<()> {
+        // 0. Temporary files of checkpoint writes a kill interrupted.
+        let temporaries = self.checkpoints.remove_temporaries();
+        if temporaries > 0 {
+            tracing::info!("recovery: removed {temporaries} unfinished checkpoint file(s)");
+        }
         let ours = |l: &std::collections::HashMap<String, String>| {
             l.get(OWNER).is_none_or(|o| *o == self.owner)
         };

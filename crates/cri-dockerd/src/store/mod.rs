@@ -346,6 +346,24 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Remove what interrupted writes left (`.<id>.tmp`: a process killed between creating the
+    /// temporary file and renaming it); only start-up recovery calls this, before any write of
+    /// this process. Returns how many were removed.
+    pub fn remove_temporaries(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.len() > 5 && n.starts_with('.') && n.ends_with(".tmp"))
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     /// One checkpoint; `Ok(None)` when there is none.
     pub fn read(&self, id: &str) -> Result<Option<SandboxCheckpoint>> {
         let path = self.path(id)?;
@@ -489,6 +507,30 @@ mod tests {
         s.remove("abc123").unwrap();
         assert_eq!(s.read("abc123").unwrap(), None);
         assert!(s.ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn interrupted_writes_leave_nothing_after_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointStore::new(dir.path());
+        s.write(&sample()).unwrap();
+        // What a process killed between create and rename leaves, next to a hidden file that is
+        // not a temporary one.
+        let files = dir.path().join("sandbox");
+        std::fs::write(files.join(".def456.tmp"), b"{\"half\"").unwrap();
+        std::fs::write(files.join(".keep"), b"").unwrap();
+        assert_eq!(s.remove_temporaries(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&files)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".keep".to_string(), "abc123".to_string()]);
+        assert_eq!(s.read("abc123").unwrap(), Some(sample()));
+        assert_eq!(
+            CheckpointStore::new(&dir.path().join("absent")).remove_temporaries(),
+            0
+        );
     }
 
     #[test]

@@ -82,6 +82,13 @@ impl ResultCache {
             .join(format!("{network}-{container_id}-{if_name}"))
     }
 
+    /// The temporary file [`ResultCache::write`] renames into place.
+    fn temporary(&self, network: &str, container_id: &str, if_name: &str) -> PathBuf {
+        self.dir
+            .join("results")
+            .join(format!(".{network}-{container_id}-{if_name}.tmp"))
+    }
+
     /// Write atomically (temp file + rename), 0600 in a 0700 dir, as libcni's permissions.
     pub fn write(&self, info: &CachedInfo) -> Result<PathBuf, Error> {
         use std::io::Write;
@@ -98,10 +105,7 @@ impl ResultCache {
             .create(&results)
             .map_err(|e| err(format!("create dir: {e}")))?;
         let bytes = serde_json::to_vec(info).map_err(|e| err(e.to_string()))?;
-        let tmp = results.join(format!(
-            ".{}-{}-{}.tmp",
-            info.network_name, info.container_id, info.if_name
-        ));
+        let tmp = self.temporary(&info.network_name, &info.container_id, &info.if_name);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -127,9 +131,11 @@ impl ResultCache {
         read_file(&path)
     }
 
-    /// Remove one entry; missing is fine.
+    /// Remove one entry, and the temporary file of a write of it that a kill interrupted;
+    /// missing is fine.
     pub fn remove(&self, network: &str, container_id: &str, if_name: &str) -> Result<(), Error> {
         let path = self.path(network, container_id, if_name);
+        let _ = std::fs::remove_file(self.temporary(network, container_id, if_name));
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -138,6 +144,38 @@ impl ResultCache {
                 reason: format!("remove: {e}"),
             }),
         }
+    }
+
+    /// Remove the temporary files [`ResultCache::write`] leaves when killed between creating
+    /// and renaming one (`.<network>-<id>-<ifname>.tmp`), for `network` and attachments not in
+    /// `valid` (container ID, interface). The directory is shared with other runtimes: only
+    /// names of exactly this form (a 64-hex container ID) are touched. Returns how many.
+    pub fn remove_temporaries(&self, network: &str, valid: &[(String, String)]) -> usize {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("results")) else {
+            return 0;
+        };
+        let prefix = format!(".{network}-");
+        rd.filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name();
+                let Some(rest) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .and_then(|n| n.strip_suffix(".tmp"))
+                else {
+                    return false;
+                };
+                let Some((id, if_name)) = rest.split_at_checked(64) else {
+                    return false;
+                };
+                let Some(if_name) = if_name.strip_prefix('-').filter(|i| !i.is_empty()) else {
+                    return false;
+                };
+                id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !valid.iter().any(|(v, i)| v == id && i == if_name)
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
     }
 
     /// Every v1 entry, for `container_id` only when given (libcni's `GetCachedAttachments`).
@@ -195,6 +233,37 @@ mod tests {
 
     /// A cache file as libcni v1.x writes it (json.Marshal of cachedInfo).
     const GO_WRITTEN: &str = r#"{"kind":"cniCacheV1","containerId":"5f0c1d","config":"eyJjbmlWZXJzaW9uIjoiMC40LjAiLCJuYW1lIjoibmV0IiwicGx1Z2lucyI6W3sidHlwZSI6ImJyaWRnZSJ9XX0=","ifName":"eth0","networkName":"net","netns":"/proc/99/ns/net","cniArgs":[["IgnoreUnknown","1"],["K8S_POD_NAMESPACE","default"],["K8S_POD_NAME","web"],["K8S_POD_INFRA_CONTAINER_ID","5f0c1d"]],"capabilityArgs":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]},"result":{"cniVersion":"0.4.0","dns":{},"interfaces":[{"mac":"aa:bb:cc:dd:ee:ff","name":"eth0","sandbox":"/proc/99/ns/net"}],"ips":[{"address":"10.22.0.7/24","gateway":"10.22.0.1","interface":0,"version":"4"}]}}"#;
+
+    #[test]
+    fn removes_only_its_own_unfinished_writes_of_stale_attachments() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ResultCache::new(dir.path());
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        let (live, dead) = ("a".repeat(64), "b".repeat(64));
+        let names = [
+            format!(".net-{dead}-eth0.tmp"),          // removed
+            format!(".net-{live}-eth0.tmp"),          // a valid attachment's: kept
+            format!(".net-{dead}-eth1.tmp"),          // removed (eth1 is not valid)
+            format!(".net-b-{dead}-eth0.tmp"),        // another network's ("net-b"): kept
+            format!(".other-{dead}-eth0.tmp"),        // another network's: kept
+            format!(".net-{}-eth0.tmp", &dead[..12]), // not a full ID: kept
+            format!(".net-{dead}-.tmp"),              // no interface: kept
+            format!("net-{dead}-eth0"),               // an entry, not a temporary file: kept
+        ];
+        for n in &names {
+            std::fs::write(results.join(n), b"{").unwrap();
+        }
+        let valid = vec![(live.clone(), "eth0".to_string())];
+        assert_eq!(c.remove_temporaries("net", &valid), 2);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(results.join(n).exists(), !matches!(i, 0 | 2), "{n}");
+        }
+        assert_eq!(
+            ResultCache::new(dir.path().join("x")).remove_temporaries("net", &[]),
+            0
+        );
+    }
 
     #[test]
     fn reads_what_libcni_wrote() {

@@ -284,6 +284,10 @@ impl CniClient {
         list: &NetworkConfigList,
         valid: &[(String, String)],
     ) -> Result<(), Error> {
+        let temporaries = self.cache.remove_temporaries(&list.name, valid);
+        if temporaries > 0 {
+            tracing::info!(network = %list.name, "CNI GC: removed {temporaries} unfinished cache file(s)");
+        }
         let mut first_err = None;
         for a in self.cache.attachments(None) {
             if a.network_name != list.name

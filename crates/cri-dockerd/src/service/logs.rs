@@ -14,8 +14,11 @@
 //!
 //! Docker's own rotation (`max-size`, set daemon-wide on some hosts) is followed: when the file
 //! at the path is replaced, the old one is drained first (and on resume, `<path>.1` is searched).
-//! Polling backs off from 50 ms to 500 ms while a file is idle, so idle containers cost a stat
-//! twice a second. A follower ends, after draining, when the container exits: when told so by
+//! A follower is woken by inotify ([`super::log_watch`]) when anything changes in the directory
+//! Docker keeps the container's log in, looks at most every 50 ms while output keeps coming, and
+//! otherwise sleeps: an idle container costs nothing but a look every 30 seconds (a safety net).
+//! Without inotify it polls, backing off from 50 ms to 500 ms while the file is idle. A follower
+//! ends, after draining, when the container exits: when told so by
 //! [`LogManager::mark_exited`], or when it sees Docker record the exit in the container's
 //! `config.v2.json` next to the log (re-read only when its mtime changes; Docker writes it after
 //! the log copier has finished). Exited containers therefore cost nothing.
@@ -31,10 +34,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::log_watch::{LogWatch, Subscription};
 use super::{Error, Result};
 
+/// Shortest time between two looks at a container's files while output keeps coming (batches
+/// lines, and the saved copy position, of a chatty container).
 const MIN_POLL: Duration = Duration::from_millis(50);
+/// Longest poll interval without inotify, and the retry interval after a failed copy.
 const MAX_POLL: Duration = Duration::from_millis(500);
+/// With inotify: a look this long after the last one even without a wake-up.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// Rotated Docker log files looked at (`<path>.1` … `<path>.9`; Docker's `max-file`).
 const MAX_ROTATED: usize = 9;
 /// Largest amount of Docker log read per batch.
@@ -50,6 +59,8 @@ pub struct LogManager {
     followers: Arc<Mutex<HashMap<String, Follower>>>,
     /// Held by [`LogManager::follow_again`] (rare: containers started again outside CRI).
     replacing: tokio::sync::Mutex<()>,
+    /// Wake-ups for the followers, set up with the first one (`None` inside: followers poll).
+    watch: std::sync::OnceLock<Option<LogWatch>>,
 }
 
 #[derive(Debug)]
@@ -88,6 +99,7 @@ impl LogManager {
             state_dir,
             followers: Arc::default(),
             replacing: tokio::sync::Mutex::default(),
+            watch: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,9 +138,10 @@ impl LogManager {
         let state_path = self.state_path(container_id);
         let saved = load_state(&state_path);
         let mut copier = Copier::resume(saved, docker_log_path, cri_log_path, state_path)?;
+        let wake = self.subscribe(docker_log_path);
         let (tx, rx) = mpsc::unbounded_channel();
         let id = container_id.to_string();
-        let task = handle.spawn(async move { copier.run(&id, rx).await });
+        let task = handle.spawn(async move { copier.run(&id, rx, wake).await });
         map.insert(container_id.to_string(), Follower { ctl: tx, task });
         tracing::debug!(container_id, cri_log_path, "following container log");
         Ok(())
@@ -246,6 +259,22 @@ impl LogManager {
             f.task.abort();
         }
         self.state_path(container_id)
+    }
+
+    /// Wake-ups for changes beside `docker_log_path`; `None` (polling) without inotify.
+    fn subscribe(&self, docker_log_path: &str) -> Option<Subscription> {
+        let watch = self.watch.get_or_init(LogWatch::start).as_ref()?;
+        let dir = Path::new(docker_log_path).parent()?;
+        match watch.subscribe(dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}); polling this container's log",
+                    dir.display()
+                );
+                None
+            }
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Follower>>> {
@@ -445,13 +474,41 @@ impl Copier {
         Ok(c)
     }
 
-    async fn run(&mut self, container_id: &str, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
-        let mut interval = MIN_POLL;
+    async fn run(
+        &mut self,
+        container_id: &str,
+        mut ctl: mpsc::UnboundedReceiver<Ctl>,
+        wake: Option<Subscription>,
+    ) {
+        // Polling: the interval, backing off while idle. With wake-ups: the longest wait.
+        let mut interval = if wake.is_some() {
+            SAFETY_POLL
+        } else {
+            MIN_POLL
+        };
+        // With wake-ups: no look before this (a chatty container is copied in batches).
+        let mut not_before = tokio::time::Instant::now();
         let mut exited = false;
+        // The first look comes at once: output may be waiting (a resumed follower), and a
+        // wake-up only comes for what happens after the subscription.
+        let mut look_now = true;
         loop {
-            let msg = tokio::select! {
-                m = ctl.recv() => Some(m.unwrap_or(Ctl::Stop)),
-                _ = tokio::time::sleep(interval) => None,
+            let msg = if std::mem::take(&mut look_now) {
+                None
+            } else {
+                tokio::select! {
+                    m = ctl.recv() => Some(m.unwrap_or(Ctl::Stop)),
+                    _ = tokio::time::sleep(interval) => None,
+                    () = async {
+                        match &wake {
+                            Some(w) => {
+                                w.notify.notified().await;
+                                tokio::time::sleep_until(not_before).await;
+                            }
+                            None => std::future::pending().await,
+                        }
+                    } => None,
+                }
             };
             match msg {
                 Some(Ctl::Stop) => return,
@@ -482,11 +539,21 @@ impl Copier {
                 }
                 Ok(0) => {
                     exited = self.exit_probe.exited();
-                    if !exited {
+                    if exited {
+                        // Drain and stop without waiting for another wake-up.
+                        look_now = true;
+                    } else if wake.is_some() {
+                        interval = SAFETY_POLL;
+                    } else {
                         interval = (interval * 2).min(MAX_POLL);
                     }
                 }
-                Ok(_) => interval = MIN_POLL,
+                Ok(_) => {
+                    // One more look soon in any case: it finds the end of a burst, and the exit
+                    // of a container that wrote its last line before it was followed.
+                    not_before = tokio::time::Instant::now() + MIN_POLL;
+                    interval = MIN_POLL;
+                }
                 Err(e) => {
                     tracing::warn!(container_id, "copying container log: {e}");
                     interval = MAX_POLL;
@@ -964,6 +1031,36 @@ mod tests {
         );
         // Not followed: returns at once.
         m.flush("other", Duration::from_secs(2)).await;
+        m.forget("cid");
+    }
+
+    #[tokio::test]
+    async fn output_after_a_quiet_spell_is_copied_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docker_dir = dir.path().join("docker");
+        std::fs::create_dir(&docker_dir).expect("mkdir");
+        let docker = docker_dir.join("c-json.log");
+        let cri = dir.path().join("0.log");
+        write_docker(&docker, &[("stdout", "0\n")]);
+        let m = LogManager::new(dir.path().join("state"));
+        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
+        m.follow("cid", d, p).expect("follow");
+        wait_for(|| cri_texts(&cri).len() == 1).await;
+        // Each line after a quiet spell long enough for a polling follower to look only every
+        // 500 ms must arrive well within that: woken by inotify, not found by the next poll. (A
+        // poller backing off 50, 100, 200, 400, 500, 500 ms from the last line looks 1250 and
+        // 1750 ms after it; written about 1500 ms after it, a line would wait some 250 ms.)
+        for i in 1..=4 {
+            tokio::time::sleep(Duration::from_millis(1480)).await;
+            write_docker(&docker, &[("stdout", &format!("{i}\n"))]);
+            let t = std::time::Instant::now();
+            wait_for(|| cri_texts(&cri).len() == i + 1).await;
+            assert!(
+                t.elapsed() < Duration::from_millis(150),
+                "line {i} took {:?}",
+                t.elapsed()
+            );
+        }
         m.forget("cid");
     }
 

@@ -12,6 +12,7 @@ pub mod host;
 pub mod image;
 pub mod inputs;
 pub mod labels;
+mod log_watch;
 pub mod logs;
 pub mod metrics;
 pub mod naming;

@@ -31,6 +31,8 @@ pub(crate) struct LogWatch {
 }
 
 struct Inner {
+    /// False once the task reading events has ended (subscribers then poll).
+    live: bool,
     watches: Watches,
     /// Watch descriptor number -> (subscription token, its follower's wake-up).
     waiting: HashMap<i32, Vec<(u64, Arc<Notify>)>>,
@@ -68,6 +70,7 @@ impl LogWatch {
             }
         };
         let inner = Arc::new(Mutex::new(Inner {
+            live: true,
             watches: inotify.watches(),
             waiting: HashMap::new(),
             next_token: 0,
@@ -90,15 +93,15 @@ impl LogWatch {
                 match event {
                     Some(Ok(ev)) => dispatch(&waiting, ev.wd.get_watch_descriptor_id(), ev.mask),
                     Some(Err(e)) => {
-                        // Wake everyone (they look for themselves) and give up on events: the
-                        // followers' slow safety poll carries on.
                         tracing::warn!("reading inotify events: {e}; container logs are polled");
-                        wake_all(&waiting);
-                        return;
+                        break;
                     }
-                    None => return,
+                    None => break,
                 }
             }
+            // No more events: everyone looks for themselves, and polls from now on.
+            lock(&waiting).live = false;
+            wake_all(&waiting);
         });
         Some(LogWatch { inner, _stop: stop })
     }
@@ -106,6 +109,11 @@ impl LogWatch {
     /// Be woken for what happens in `dir`.
     pub(crate) fn subscribe(&self, dir: &Path) -> std::io::Result<Subscription> {
         let mut inner = lock(&self.inner);
+        if !inner.live {
+            return Err(std::io::Error::other(
+                "the inotify event reader has stopped",
+            ));
+        }
         // Added under the lock: a last subscriber leaving the same directory cannot remove the
         // (shared) watch between this add and the registration below.
         let wd = inner.watches.add(dir, MASK)?;
@@ -129,6 +137,13 @@ impl LogWatch {
     #[cfg(test)]
     pub(crate) fn watched(&self) -> usize {
         lock(&self.inner).waiting.len()
+    }
+}
+
+impl Subscription {
+    /// Whether wake-ups still come (the event reader has not stopped).
+    pub(crate) fn is_live(&self) -> bool {
+        lock(&self.inner).live
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Docker's own rotation (`max-size`, set daemon-wide on some hosts) is followed: when the file
 //! at the path is replaced, the old one is drained first (and on resume, `<path>.1` is searched).
-//! A follower is woken by inotify ([`super::log_watch`]) when anything changes in the directory
+//! A follower is woken by inotify (`log_watch.rs`) when anything changes in the directory
 //! Docker keeps the container's log in, looks at most every 50 ms while output keeps coming, and
 //! otherwise sleeps: an idle container costs nothing but a look every 30 seconds (a safety net).
 //! Without inotify it polls, backing off from 50 ms to 500 ms while the file is idle. A follower
@@ -481,18 +481,17 @@ impl Copier {
         wake: Option<Subscription>,
     ) {
         // Polling: the interval, backing off while idle. With wake-ups: the longest wait.
-        let mut interval = if wake.is_some() {
-            SAFETY_POLL
-        } else {
-            MIN_POLL
-        };
-        // With wake-ups: no look before this (a chatty container is copied in batches).
+        let mut interval = MIN_POLL;
+        // No look before this: a chatty container (or one whose directory keeps changing) is
+        // looked at once per MIN_POLL, and after a failed look once per MAX_POLL.
         let mut not_before = tokio::time::Instant::now();
         let mut exited = false;
         // The first look comes at once: output may be waiting (a resumed follower), and a
         // wake-up only comes for what happens after the subscription.
         let mut look_now = true;
         loop {
+            // Wake-ups while the event reader lives; polling otherwise.
+            let woken = wake.as_ref().filter(|w| w.is_live());
             let msg = if std::mem::take(&mut look_now) {
                 None
             } else {
@@ -500,10 +499,12 @@ impl Copier {
                     m = ctl.recv() => Some(m.unwrap_or(Ctl::Stop)),
                     _ = tokio::time::sleep(interval) => None,
                     () = async {
-                        match &wake {
+                        match woken {
                             Some(w) => {
-                                w.notify.notified().await;
+                                // Pace first: the wake-up is taken only when this branch ends,
+                                // so a control message winning meanwhile does not lose it.
                                 tokio::time::sleep_until(not_before).await;
+                                w.notify.notified().await;
                             }
                             None => std::future::pending().await,
                         }
@@ -528,6 +529,8 @@ impl Copier {
                 }
                 None => {}
             }
+            let looked = tokio::time::Instant::now();
+            not_before = looked + MIN_POLL;
             match self.pump() {
                 Ok(0) if exited => {
                     // Docker may still be flushing the last lines: one more look, then stop.
@@ -542,21 +545,19 @@ impl Copier {
                     if exited {
                         // Drain and stop without waiting for another wake-up.
                         look_now = true;
-                    } else if wake.is_some() {
+                    } else if woken.is_some() {
                         interval = SAFETY_POLL;
                     } else {
                         interval = (interval * 2).min(MAX_POLL);
                     }
                 }
-                Ok(_) => {
-                    // One more look soon in any case: it finds the end of a burst, and the exit
-                    // of a container that wrote its last line before it was followed.
-                    not_before = tokio::time::Instant::now() + MIN_POLL;
-                    interval = MIN_POLL;
-                }
+                // One more look soon in any case: it finds the end of a burst, and the exit of
+                // a container that wrote its last line before it was followed.
+                Ok(_) => interval = MIN_POLL,
                 Err(e) => {
                     tracing::warn!(container_id, "copying container log: {e}");
                     interval = MAX_POLL;
+                    not_before = looked + MAX_POLL;
                 }
             }
         }
@@ -1049,14 +1050,14 @@ mod tests {
         // Each line after a quiet spell long enough for a polling follower to look only every
         // 500 ms must arrive well within that: woken by inotify, not found by the next poll. (A
         // poller backing off 50, 100, 200, 400, 500, 500 ms from the last line looks 1250 and
-        // 1750 ms after it; written about 1500 ms after it, a line would wait some 250 ms.)
+        // 1750 ms after it; written about 1350 ms after it, a line would wait some 400 ms.)
         for i in 1..=4 {
-            tokio::time::sleep(Duration::from_millis(1480)).await;
+            tokio::time::sleep(Duration::from_millis(1330)).await;
             write_docker(&docker, &[("stdout", &format!("{i}\n"))]);
             let t = std::time::Instant::now();
             wait_for(|| cri_texts(&cri).len() == i + 1).await;
             assert!(
-                t.elapsed() < Duration::from_millis(150),
+                t.elapsed() < Duration::from_millis(250),
                 "line {i} took {:?}",
                 t.elapsed()
             );

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use common::pods::{self, Pod, PodCleanup};
 use cri_streaming::client::{self, ExecOptions};
-use futures_util::StreamExt;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1alpha2 as alpha;
 
@@ -610,11 +609,18 @@ async fn metrics_count_the_calls_made() {
         .expect("Exec")
         .into_inner()
         .url;
-    let (mut ws, _) = client::ws_connect(&url, &["v5.channel.k8s.io"])
+    let (ws, _) = client::ws_connect(&url, &["v5.channel.k8s.io"])
         .await
         .expect("ws exec");
-    let _ = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
-    let s = scrape(addr);
+    // Docker has started the process (a session dropped before that never gets Docker's
+    // answer, so its start is not counted: under load that can take more than a moment).
+    let s = pods::wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the exec's start was not counted",
+        async || Some(scrape(addr)).filter(|s| docker_ops(s, "start_exec") >= 2.0),
+    )
+    .await;
     assert_eq!(exec_in_flight(&s), 1.0);
     assert_eq!(
         s.get("cri_dockerd_streaming_sessions_total", &[("kind", "exec")]),

@@ -23,6 +23,9 @@ const MASK: WatchMask = WatchMask::MODIFY
     .union(WatchMask::DELETE)
     .union(WatchMask::ONLYDIR);
 
+/// The event reader's pause after each batch of events (the followers' own pace).
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The inotify instance of one log manager and who waits on which watch.
 pub(crate) struct LogWatch {
     inner: Arc<Mutex<Inner>>,
@@ -75,7 +78,7 @@ impl LogWatch {
             waiting: HashMap::new(),
             next_token: 0,
         }));
-        let mut events = match inotify.into_event_stream([0u8; 4096]) {
+        let events = match inotify.into_event_stream([0u8; 4096]) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("inotify unavailable, container logs are polled: {e}");
@@ -85,18 +88,32 @@ impl LogWatch {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let waiting = inner.clone();
         tokio::spawn(async move {
-            loop {
-                let event = tokio::select! {
+            // What is readable at once comes as one batch; after a batch the reader pauses, so
+            // that a container writing thousands of lines a second wakes it (and its follower,
+            // which paces itself too) a few times a second, not once per write: meanwhile the
+            // kernel merges repeated events of a watch into one. A first event after a quiet
+            // spell is passed on at once.
+            let mut batches = events.ready_chunks(256);
+            'read: loop {
+                let batch = tokio::select! {
                     _ = &mut stopped => return,
-                    e = events.next() => e,
+                    b = batches.next() => b,
                 };
-                match event {
-                    Some(Ok(ev)) => dispatch(&waiting, ev.wd.get_watch_descriptor_id(), ev.mask),
-                    Some(Err(e)) => {
-                        tracing::warn!("reading inotify events: {e}; container logs are polled");
-                        break;
+                let Some(batch) = batch else { break };
+                for event in batch {
+                    match event {
+                        Ok(ev) => dispatch(&waiting, ev.wd.get_watch_descriptor_id(), ev.mask),
+                        Err(e) => {
+                            tracing::warn!(
+                                "reading inotify events: {e}; container logs are polled"
+                            );
+                            break 'read;
+                        }
                     }
-                    None => break,
+                }
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(BATCH_PAUSE) => {}
                 }
             }
             // No more events: everyone looks for themselves, and polls from now on.

@@ -112,17 +112,7 @@ impl World {
     }
 
     fn bridge_plugin(&self, ranges: Value) -> Value {
-        json!({
-            "type": "bridge",
-            "bridge": self.bridge,
-            "isGateway": true,
-            "ipMasq": false,
-            "ipam": {
-                "type": "host-local",
-                "ranges": ranges,
-                "dataDir": self.path("ipam").display().to_string(),
-            }
-        })
+        common::host::bridge_plugin(&self.bridge, ranges, &self.path("ipam"))
     }
 
     fn write_conflist(&self, file: &str, plugins: Vec<Value>) {

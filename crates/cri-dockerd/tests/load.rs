@@ -332,17 +332,11 @@ impl TestNet {
         let list = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": self.name,
-            "plugins": [{
-                "type": "bridge",
-                "bridge": self.bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256)}]],
-                    "dataDir": self.ipam.path().display().to_string(),
-                }
-            }]
+            "plugins": [common::host::bridge_plugin(
+                &self.bridge,
+                serde_json::json!([[{"subnet": format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256)}]]),
+                self.ipam.path(),
+            )]
         });
         std::fs::create_dir_all(d.cni_conf_dir()).unwrap();
         let tmp = d.cni_conf_dir().join(".tmp");

@@ -345,17 +345,7 @@ impl Fixture {
             "cniVersion": "1.0.0",
             "name": self.net,
             "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": true,
-                    "ipMasq": false,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": subnet}]],
-                        "dataDir": ipam.display().to_string(),
-                    }
-                },
+                common::host::bridge_plugin(bridge, json!([[{"subnet": subnet}]]), ipam),
                 {"type": "firewall", "backend": "iptables"},
                 {"type": "portmap", "capabilities": {"portMappings": true}},
             ]

@@ -1017,12 +1017,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let docker = dir.path().join("c-json.log");
         let cri = dir.path().join("0.log");
-        write_docker(&docker, &[("stdout", "first\n")]);
-        let m = LogManager::new(dir.path().join("state"));
-        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
-        m.follow("cid", d, p).expect("follow");
-        wait_for(|| cri_texts(&cri).len() == 1).await;
-        // Idle long enough for the poll interval to back off to its maximum.
+        let m = following(dir.path(), &docker, &cri, "first").await;
+        // Quiet long enough for a polling follower to look only every 500 ms.
         tokio::time::sleep(Duration::from_millis(1600)).await;
         write_docker(&docker, &[("stdout", "last words\n"), ("stderr", "oops\n")]);
         m.flush("cid", Duration::from_secs(2)).await;
@@ -1042,11 +1038,7 @@ mod tests {
         std::fs::create_dir(&docker_dir).expect("mkdir");
         let docker = docker_dir.join("c-json.log");
         let cri = dir.path().join("0.log");
-        write_docker(&docker, &[("stdout", "0\n")]);
-        let m = LogManager::new(dir.path().join("state"));
-        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
-        m.follow("cid", d, p).expect("follow");
-        wait_for(|| cri_texts(&cri).len() == 1).await;
+        let m = following(dir.path(), &docker, &cri, "0").await;
         // Each line after a quiet spell long enough for a polling follower to look only every
         // 500 ms must arrive well within that: woken by inotify, not found by the next poll. (A
         // poller backing off 50, 100, 200, 400, 500, 500 ms from the last line looks 1250 and
@@ -1098,11 +1090,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let docker = dir.path().join("c-json.log");
         let cri = dir.path().join("0.log");
-        write_docker(&docker, &[("stdout", "1\n")]);
-        let m = LogManager::new(dir.path().join("state"));
+        let m = following(dir.path(), &docker, &cri, "1").await;
         let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
-        m.follow("cid", d, p).expect("follow");
-        wait_for(|| cri_texts(&cri).len() == 1).await;
         // The first run's follower is still copying when the container runs again; a
         // concurrent plain `follow` (a StartContainer) leaves the start to `follow_again`.
         write_docker(&docker, &[("stdout", "2\n")]);
@@ -1122,6 +1111,17 @@ mod tests {
         m.follow_again("cid", d, p).await.expect("follow again");
         assert!(m.is_following("cid"));
         m.forget("cid");
+    }
+
+    /// A manager (state under `dir`) following container `cid` from `docker` into `cri`, once
+    /// the `first` line Docker logged has been copied.
+    async fn following(dir: &Path, docker: &Path, cri: &Path, first: &str) -> LogManager {
+        write_docker(docker, &[("stdout", &format!("{first}\n"))]);
+        let m = LogManager::new(dir.join("state"));
+        let (d, p) = (docker.to_str().expect("utf8"), cri.to_str().expect("utf8"));
+        m.follow("cid", d, p).expect("follow");
+        wait_for(|| cri_texts(cri).len() == 1).await;
+        m
     }
 
     async fn wait_for(mut f: impl FnMut() -> bool) {

@@ -65,3 +65,23 @@ impl Rng {
         &xs[self.below(xs.len() as u64) as usize]
     }
 }
+
+/// The CNI `bridge` plugin with `host-local` addresses from `ranges` (host-local's `ranges`
+/// value), its leases kept in `ipam_dir`: the plugin entry of the test networks' conflists.
+pub fn bridge_plugin(
+    bridge: &str,
+    ranges: serde_json::Value,
+    ipam_dir: &std::path::Path,
+) -> serde_json::Value {
+    serde_json::json!({
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": true,
+        "ipMasq": false,
+        "ipam": {
+            "type": "host-local",
+            "ranges": ranges,
+            "dataDir": ipam_dir.display().to_string(),
+        }
+    })
+}

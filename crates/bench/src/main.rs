@@ -73,6 +73,11 @@ struct Args {
     /// Only the call-latency parts (no lifecycle, concurrency or churn).
     #[arg(long)]
     calls_only: bool,
+    /// Seconds the daemon is left without calls at the largest `--list-pods` count, its CPU
+    /// time and dockerd's read before and after (0: skip). A stats call has started the
+    /// writable-layer walker by then, as kubelet's do.
+    #[arg(long, default_value_t = 30)]
+    idle_cpu_secs: u64,
     /// Running pods at which List/Status calls (and resident memory) are measured, pods
     /// created through CRI with `--containers-per-pod` running containers each; 0 to skip.
     #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
@@ -224,6 +229,20 @@ struct Memory {
     /// RssAnon and RssFile idle and after the churn.
     idle_anon_file_kib: (u64, u64),
     after_churn_anon_file_kib: Option<(u64, u64)>,
+    /// CPU used while left alone with the largest number of running pods.
+    idle_cpu: Option<IdleCpu>,
+}
+
+/// CPU time (user + system) used by the daemon and by dockerd over the same quiet window, with
+/// `pods` running pods and no calls. The daemon's background work (log followers, the
+/// writable-layer walker that a stats call starts, as kubelet's do) is what shows here.
+#[derive(Debug, Serialize)]
+struct IdleCpu {
+    pods: usize,
+    secs: u64,
+    daemon_ms: u64,
+    /// `None` when dockerd's pid is unknown (no `/var/run/docker.pid`).
+    dockerd_ms: Option<u64>,
 }
 
 /// One target of issue #8 and how this run did.
@@ -337,6 +356,47 @@ fn status_kib(pid: u32, key: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// User + system CPU time of process `pid` so far, in ms (`/proc/<pid>/stat` counts in
+/// USER_HZ, 100 a second on Linux; its threads that have ended are included).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields after the last `)`
+    // start at field 3 (state); utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10)
+}
+
+/// dockerd's pid, from its pid file.
+fn dockerd_pid() -> Option<u32> {
+    std::fs::read_to_string("/var/run/docker.pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// CPU used by the daemon `pid` and by dockerd over `secs` seconds without calls.
+async fn idle_cpu(pid: u32, pods: usize, secs: u64) -> anyhow::Result<IdleCpu> {
+    let dockerd = dockerd_pid();
+    let before = cpu_ms(pid).context("reading the daemon's CPU time")?;
+    let dockerd_before = dockerd.and_then(cpu_ms);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let after = cpu_ms(pid).context("reading the daemon's CPU time")?;
+    let dockerd_ms = match (dockerd_before, dockerd.and_then(cpu_ms)) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    Ok(IdleCpu {
+        pods,
+        secs,
+        daemon_ms: after.saturating_sub(before),
+        dockerd_ms,
+    })
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -514,6 +574,19 @@ async fn list_phase(
         }
         tokio::time::sleep(QUIET_SETTLE).await;
         memory.with_pods.push((n, rss_kib(pid)));
+        if args.idle_cpu_secs > 0 && Some(&n) == args.list_pods.iter().max() {
+            eprintln!(
+                "idle CPU: {} s without calls at {n} pods",
+                args.idle_cpu_secs
+            );
+            match idle_cpu(pid, n, args.idle_cpu_secs).await {
+                Ok(c) => memory.idle_cpu = Some(c),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
     }
     eprintln!("List/Status: removing {} pods", pods.len());
     for p in &pods {
@@ -877,6 +950,15 @@ fn print_report(report: &Report) {
         println!(
             "  of which anonymous / file-backed: idle {} / {} KiB, after churn {anon} / {file} KiB",
             m.idle_anon_file_kib.0, m.idle_anon_file_kib.1
+        );
+    }
+    if let Some(c) = &m.idle_cpu {
+        println!(
+            "CPU over {} s without calls at {} pods: daemon {} ms, dockerd {}",
+            c.secs,
+            c.pods,
+            c.daemon_ms,
+            c.dockerd_ms.map_or("-".into(), |d| format!("{d} ms"))
         );
     }
     println!("verdicts (issue #8 targets):");

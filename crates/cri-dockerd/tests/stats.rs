@@ -318,7 +318,7 @@ impl Drop for DockerRecorder {
 /// ImageFsInfo (kubelet calls it every few seconds) reports the containers' writable layers from
 /// the background walker, not by asking Docker to size every container on the host
 /// (`/containers/json?size=true` walks each writable layer and took a minute per call with a
-/// few hundred containers on a busy machine).
+/// few hundred containers on a busy machine), and the walker does not list containers itself.
 #[tokio::test]
 async fn image_fs_info_counts_writable_layers_without_a_docker_size_walk() {
     require_docker!();
@@ -368,6 +368,22 @@ async fn image_fs_info_counts_writable_layers_without_a_docker_size_walk() {
     assert!(
         sized.is_empty(),
         "Docker was asked to size containers: {sized:?}"
+    );
+    // The walker runs on (every 10 s) and takes the containers from the event-fed view: no
+    // Docker list of its own. (Lists of one ID are the view following other tests' containers.)
+    let lists = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("/containers/json") && !l.contains("%22id%22"))
+            .count()
+    };
+    let before = lists(&recorder.request_lines());
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let lines = recorder.request_lines();
+    assert_eq!(
+        lists(&lines),
+        before,
+        "the daemon listed containers while nothing was asked: {lines:?}"
     );
 }
 

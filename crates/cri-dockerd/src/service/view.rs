@@ -388,6 +388,25 @@ impl View {
         Some(out)
     }
 
+    /// The IDs of every entry of type `container_type`, in no particular order; `None` while
+    /// the view may not be served.
+    pub fn ids(&self, container_type: &str) -> Option<Vec<String>> {
+        let inner = self.lock();
+        if !inner.healthy {
+            return None;
+        }
+        Some(
+            inner
+                .entries
+                .iter()
+                .filter(|(_, e)| {
+                    e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
+                })
+                .map(|(id, _)| id.clone())
+                .collect(),
+        )
+    }
+
     /// The entry `id` if it is of type `container_type`; `None` also while the view may not
     /// be served.
     pub fn list_one(&self, id: &str, container_type: &str) -> Option<ContainerSummary> {

@@ -501,10 +501,12 @@ impl Copier {
                     () = async {
                         match woken {
                             Some(w) => {
-                                // Pace first: the wake-up is taken only when this branch ends,
-                                // so a control message winning meanwhile does not lose it.
-                                tokio::time::sleep_until(not_before).await;
+                                // The wake-up first, then the pace: a quiet container has no
+                                // timer of its own besides the safety look. A control message
+                                // that wins during the pace takes the wake-up's place: each
+                                // one leads to a look (or a stop) at once.
                                 w.notify.notified().await;
+                                tokio::time::sleep_until(not_before).await;
                             }
                             None => std::future::pending().await,
                         }
@@ -519,12 +521,16 @@ impl Copier {
                         tracing::warn!(container_id, "copying container log: {e}");
                     }
                     let _ = reply.send(());
+                    // A full look next (the exit probe too): this message may have ended a wait
+                    // whose wake-up was already taken.
+                    look_now = true;
                     continue;
                 }
                 Some(Ctl::Reopen(reply)) => {
                     // Copy what is already there into the old file first.
                     let _ = self.pump();
                     let _ = reply.send(self.reopen().map_err(Error::from));
+                    look_now = true;
                     continue;
                 }
                 None => {}

@@ -371,13 +371,16 @@ fn cpu_ms(pid: u32) -> Option<u64> {
     Some((utime + stime) * 10)
 }
 
-/// dockerd's pid, from its pid file.
+/// dockerd's pid, from its pid file (if that process is a dockerd: the file may come from
+/// another pid namespace).
 fn dockerd_pid() -> Option<u32> {
-    std::fs::read_to_string("/var/run/docker.pid")
+    let pid: u32 = std::fs::read_to_string("/var/run/docker.pid")
         .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
 }
 
 /// CPU used by the daemon `pid` and by dockerd over `secs` seconds without calls.

@@ -370,11 +370,16 @@ async fn image_fs_info_counts_writable_layers_without_a_docker_size_walk() {
         "Docker was asked to size containers: {sized:?}"
     );
     // The walker runs on (every 10 s) and takes the containers from the event-fed view: no
-    // Docker list of its own. (Lists of one ID are the view following other tests' containers.)
+    // Docker list of its own (it used to list all containers labelled as CRI containers; the
+    // view's own lists, of one ID or a resync of every type, are not counted).
     let lists = |lines: &[String]| {
         lines
             .iter()
-            .filter(|l| l.contains("/containers/json") && !l.contains("%22id%22"))
+            .filter(|l| {
+                l.contains("/containers/json?all=true")
+                    && l.contains("io.kubernetes.docker.type%3Dcontainer")
+                    && !l.contains("%22id%22")
+            })
             .count()
     };
     let before = lists(&recorder.request_lines());

@@ -960,12 +960,14 @@ const WALK_PAUSE: Duration = Duration::from_millis(20);
 
 /// One pass of the writable-layer walker over every CRI container the view holds (nothing
 /// while it may not be served: the last sizes stay). New containers' upper directories are
-/// learned with one inspect each; the walks then run on one blocking thread, one container
-/// after another (pausing as [`WALK_ENTRIES_PER_PAUSE`] says), each result stored as soon as
-/// it is known. No Docker call and no thread when there is nothing new or nothing to walk.
+/// learned with one inspect each (again each pass for one whose inspect fails or names no
+/// upper directory); the walks then run on one blocking thread, one container after another
+/// (pausing as [`WALK_ENTRIES_PER_PAUSE`] says), each result stored as soon as it is known
+/// unless the container has left the view meanwhile. No Docker call when every container's
+/// directory is known, and no thread when there is nothing to walk.
 async fn refresh_layers(
     docker: &dyn DockerApi,
-    view: &View,
+    view: &Arc<View>,
     layers: &Arc<Mutex<HashMap<String, LayerUsage>>>,
 ) {
     let Some(ids) = view.ids(TYPE_CONTAINER) else {
@@ -996,6 +998,7 @@ async fn refresh_layers(
         return;
     }
     let layers = layers.clone();
+    let view = view.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let mut since_pause = 0u64;
         for (id, upper) in todo {
@@ -1005,6 +1008,10 @@ async fn refresh_layers(
             }
             let (bytes, inodes, _complete) = walk_usage(Path::new(&upper), LAYER_WALK_BUDGET);
             since_pause += inodes;
+            if view.get(&id).is_none() {
+                // Removed during the pass: its size would count until the next one.
+                continue;
+            }
             if let Ok(mut l) = layers.lock() {
                 l.insert(
                     id,

@@ -973,26 +973,28 @@ async fn refresh_layers(
     let Some(ids) = view.ids(TYPE_CONTAINER) else {
         return;
     };
-    let mut todo: Vec<(String, String)> = Vec::with_capacity(ids.len());
-    {
+    // Under one lock: forget containers that have left, and split the rest into those whose
+    // upper directory is known and those to inspect.
+    let (mut todo, unknown) = {
         let Ok(mut l) = layers.lock() else { return };
         let live: HashSet<&str> = ids.iter().map(String::as_str).collect();
         l.retain(|k, _| live.contains(k.as_str()));
         shrink_if_sparse(&mut l);
-    }
-    for id in ids {
-        let known = layers
-            .lock()
-            .ok()
-            .and_then(|l| l.get(&id).map(|u| u.upper_dir.clone()));
-        let upper = match known {
-            Some(u) => u,
-            None => match docker.inspect_container(&id).await {
-                Ok(i) if !i.upper_dir.is_empty() => i.upper_dir,
-                _ => continue,
-            },
-        };
-        todo.push((id, upper));
+        let (mut todo, mut unknown) = (Vec::with_capacity(ids.len()), Vec::new());
+        for id in ids {
+            match l.get(&id) {
+                Some(u) => todo.push((id, u.upper_dir.clone())),
+                None => unknown.push(id),
+            }
+        }
+        (todo, unknown)
+    };
+    for id in unknown {
+        if let Ok(i) = docker.inspect_container(&id).await
+            && !i.upper_dir.is_empty()
+        {
+            todo.push((id, i.upper_dir));
+        }
     }
     if todo.is_empty() {
         return;
@@ -1008,7 +1010,7 @@ async fn refresh_layers(
             }
             let (bytes, inodes, _complete) = walk_usage(Path::new(&upper), LAYER_WALK_BUDGET);
             since_pause += inodes;
-            if view.get(&id).is_none() {
+            if !view.contains(&id) {
                 // Removed during the pass: its size would count until the next one.
                 continue;
             }

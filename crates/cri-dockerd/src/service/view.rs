@@ -145,6 +145,11 @@ impl Default for View {
     }
 }
 
+/// Whether `s` carries the container type label `container_type`.
+fn is_type(s: &ContainerSummary, container_type: &str) -> bool {
+    s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
+}
+
 /// Whether the entry `id` exists and is exited (or dead).
 fn exited(inner: &Inner, id: &str) -> bool {
     inner
@@ -166,7 +171,7 @@ fn tomb_key(id: &str) -> u64 {
 }
 
 fn transition(change: Change, s: &ContainerSummary) -> Transition {
-    let is_sandbox = s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(TYPE_SANDBOX);
+    let is_sandbox = is_type(s, TYPE_SANDBOX);
     Transition {
         change,
         id: s.id.clone(),
@@ -378,10 +383,7 @@ impl View {
         let mut out: Vec<ContainerSummary> = inner
             .entries
             .values()
-            .filter(|e| {
-                e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
-                    && keep(&e.summary)
-            })
+            .filter(|e| is_type(&e.summary, container_type) && keep(&e.summary))
             .map(|e| e.summary.clone())
             .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
@@ -399,9 +401,7 @@ impl View {
             inner
                 .entries
                 .iter()
-                .filter(|(_, e)| {
-                    e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
-                })
+                .filter(|(_, e)| is_type(&e.summary, container_type))
                 .map(|(id, _)| id.clone())
                 .collect(),
         )
@@ -417,15 +417,18 @@ impl View {
         inner
             .entries
             .get(id)
-            .filter(|e| {
-                e.summary.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(container_type)
-            })
+            .filter(|e| is_type(&e.summary, container_type))
             .map(|e| e.summary.clone())
     }
 
     /// Whether the view holds `id` as exited (or dead).
     pub fn has_exited(&self, id: &str) -> bool {
         exited(&self.lock(), id)
+    }
+
+    /// Whether the view holds `id` (served or not).
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().entries.contains_key(id)
     }
 
     /// The last-known summary of `id`, served or not.
@@ -544,7 +547,7 @@ impl Runtime {
     async fn follow_restarted(&self, id: &str, docker_log: &str) {
         let Some(s) = self.view.get(id) else { return };
         tracing::info!(container_id = %id, "container started again outside CRI");
-        if s.labels.get(CONTAINER_TYPE).map(String::as_str) == Some(TYPE_SANDBOX) {
+        if is_type(&s, TYPE_SANDBOX) {
             return;
         }
         let cri_log = s.labels.get(LOG_PATH).cloned().unwrap_or_default();

@@ -210,7 +210,10 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("starting the streaming server")?;
         let metrics_addr = match config.metrics_bind_addr {
-            Some(addr) => Some(serve_metrics(addr, runtime.clone()).await?),
+            Some(addr) => {
+                metrics::enable();
+                Some(serve_metrics(addr, runtime.clone()).await?)
+            }
             None => None,
         };
         runtime.spawn_startup();

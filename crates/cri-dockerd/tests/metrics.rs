@@ -851,6 +851,41 @@ async fn off_by_default_no_listener() {
     assert!(with.contains(&addr.port()), "{with:?} lacks {addr}");
 }
 
+/// In this process (the only test here that calls the library's metrics; the others scrape a
+/// daemon): calls recorded before `enable` leave nothing behind, calls after it are counted.
+#[test]
+fn recording_is_off_until_enabled() {
+    use cri_dockerd::metrics;
+    let call = metrics::start_rpc("/runtime.v1.RuntimeService/Version");
+    metrics::record_rpc(call, 0);
+    metrics::record_docker("version", Duration::from_millis(1), None);
+    metrics::record_network("set_up_pod", Duration::from_millis(1), false);
+    metrics::record_cni("ADD", "bridge", Duration::from_millis(1), false);
+    metrics::enable();
+    let before = parse(&metrics::render()).expect("parse");
+    let recorded: Vec<&Sample> = before
+        .families
+        .values()
+        .flat_map(|f| &f.samples)
+        .filter(|s| {
+            s.name.starts_with("kubelet_docker_operations")
+                || s.name.starts_with("kubelet_network_plugin")
+                || s.name.starts_with("cri_dockerd_cni_")
+                || s.name.starts_with("cri_dockerd_grpc_")
+        })
+        .collect();
+    assert!(recorded.is_empty(), "recorded while off: {recorded:?}");
+    metrics::record_rpc(metrics::start_rpc("/runtime.v1.RuntimeService/Version"), 0);
+    metrics::record_docker("version", Duration::from_millis(1), None);
+    metrics::record_cni("ADD", "bridge", Duration::from_millis(1), false);
+    let after = parse(&metrics::render()).expect("parse");
+    assert_eq!(
+        handled(&after, "/runtime.v1.RuntimeService/Version", "OK"),
+        1.0
+    );
+    assert_eq!(docker_ops(&after, "version"), 1.0);
+}
+
 #[test]
 fn bind_failure_is_one_error_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -2,8 +2,11 @@
 //! `service::metrics`): every metric family, the recording functions the layers call, and the
 //! text rendering the `/metrics` endpoint ([`http`]) serves.
 //!
-//! Recording is always on and costs a few relaxed atomic operations (plus the crate's read-locked
-//! label lookup for the labelled families); the registry is only read when `/metrics` is scraped.
+//! Recording is off until [`enable`] (the daemon calls it when `--metrics-bind-addr` is given):
+//! without an endpoint nobody can read the figures, so no family is made and every recording
+//! function returns at once. Once on, a recording costs a few relaxed atomic operations (plus the
+//! crate's read-locked label lookup for the labelled families); the registry is only read when
+//! `/metrics` is scraped.
 //! Names follow the Go cri-dockerd where it had the metric (`kubelet_docker_operations_*`,
 //! `kubelet_network_plugin_operations_*`, with its `operation_type` values), the standard process
 //! collector for `process_*`, and `cri_dockerd_*` for what is new. README.md lists them all.
@@ -12,7 +15,7 @@ pub mod http;
 mod process;
 mod rpc;
 
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -192,14 +195,21 @@ impl Metrics {
     }
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// Where the streaming session counts come from, once the streaming server runs.
 type SessionSource = Box<dyn Fn() -> Option<cri_streaming::SessionCounts> + Send + Sync>;
 static SESSIONS: OnceLock<SessionSource> = OnceLock::new();
 
-pub(crate) fn metrics() -> &'static Metrics {
-    &METRICS
+/// Turn recording on: make every metric family (once) and count from now on. Call before the
+/// `/metrics` endpoint serves.
+pub fn enable() {
+    METRICS.get_or_init(Metrics::new);
+}
+
+/// The metric families once recording is on ([`enable`]), else `None`.
+pub(crate) fn metrics() -> Option<&'static Metrics> {
+    METRICS.get()
 }
 
 /// Read the streaming server's session counters at each scrape (set once, at start-up).
@@ -212,7 +222,7 @@ pub fn set_session_source(
 /// Record one Docker API call: `operation` is the Go original's `operation_type` name
 /// (`create_container`, `pull_image`, …); `error` its failure kind and whether it timed out.
 pub fn record_docker(operation: &'static str, elapsed: Duration, error: Option<(&str, bool)>) {
-    let m = metrics();
+    let Some(m) = metrics() else { return };
     let op = [operation];
     m.docker_seconds
         .with_label_values(&op)
@@ -232,7 +242,7 @@ pub fn record_docker(operation: &'static str, elapsed: Duration, error: Option<(
 /// Record one network plugin operation on a pod (`set_up_pod`, `tear_down_pod`,
 /// `get_pod_network_status`, `check_pod`), as the Go original's network plugin manager.
 pub fn record_network(operation: &'static str, elapsed: Duration, failed: bool) {
-    let m = metrics();
+    let Some(m) = metrics() else { return };
     let op = [operation];
     m.net_seconds
         .with_label_values(&op)
@@ -245,7 +255,7 @@ pub fn record_network(operation: &'static str, elapsed: Duration, failed: bool) 
 
 /// Record one CNI plugin run: `command` is `ADD`, `DEL`, …; `plugin_type` the plugin's `type`.
 pub fn record_cni(command: &'static str, plugin_type: &str, elapsed: Duration, failed: bool) {
-    let m = metrics();
+    let Some(m) = metrics() else { return };
     let labels = [command, plugin_type];
     m.cni_seconds
         .with_label_values(&labels)
@@ -255,10 +265,10 @@ pub fn record_cni(command: &'static str, plugin_type: &str, elapsed: Duration, f
     }
 }
 
-/// Everything in the Prometheus text exposition format 0.0.4. Reads atomics and `/proc/self`;
-/// never waits on Docker.
+/// Everything in the Prometheus text exposition format 0.0.4 (turns recording on if it was not).
+/// Reads atomics and `/proc/self`; never waits on Docker.
 pub fn render() -> String {
-    let m = metrics();
+    let m = METRICS.get_or_init(Metrics::new);
     let _scrape = m
         .scrape
         .lock()
@@ -297,6 +307,7 @@ mod tests {
 
     #[test]
     fn render_is_text_format_with_every_unlabelled_family() {
+        enable();
         record_docker("version", Duration::from_millis(3), None);
         record_docker(
             "inspect_container",

@@ -156,8 +156,8 @@ impl RpcCall {
 
 /// Record the end of `call` with gRPC status `code`.
 pub fn record_rpc(call: RpcCall, code: i32) {
+    let Some(m) = metrics() else { return };
     let secs = call.elapsed().as_secs_f64();
-    let m = metrics();
     let method = call.method();
     let (hist, ok) = SLOTS[call.method].handles.get_or_init(|| {
         (
@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn recording_counts_per_method_and_code() {
-        let m = metrics();
+        super::super::enable();
+        let m = metrics().expect("enabled");
         let path = "/runtime.v1alpha2.RuntimeService/ReopenContainerLog";
         let before_ok = m.grpc_handled.with_label_values(&[path, "OK"]).get();
         let before_nf = m.grpc_handled.with_label_values(&[path, "NotFound"]).get();

@@ -488,8 +488,9 @@ impl Runtime {
         let view = self.view.clone();
         let layers = self.stats.layers.clone();
         tokio::spawn(async move {
+            let mut no_upper = HashSet::new();
             loop {
-                refresh_layers(docker.as_ref(), &view, &layers).await;
+                refresh_layers(docker.as_ref(), &view, &layers, &mut no_upper).await;
                 tokio::time::sleep(LAYER_REFRESH).await;
             }
         });
@@ -958,42 +959,62 @@ fn network_usage(pid: u32, at: i64) -> Option<cri::NetworkUsage> {
 const WALK_ENTRIES_PER_PAUSE: u64 = 10_000;
 const WALK_PAUSE: Duration = Duration::from_millis(20);
 
+/// The start of a walker pass over the view's containers `ids`: forget every container that has
+/// left (in `layers` and `no_upper`), then split the rest into the walks to make (ID and upper
+/// directory already known) and the containers to inspect first (never seen). Containers in
+/// `no_upper` are in neither.
+fn split_pass(
+    layers: &mut HashMap<String, LayerUsage>,
+    no_upper: &mut HashSet<String>,
+    ids: Vec<String>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let live: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    layers.retain(|k, _| live.contains(k.as_str()));
+    shrink_if_sparse(layers);
+    no_upper.retain(|k| live.contains(k.as_str()));
+    let (mut todo, mut unknown) = (Vec::with_capacity(ids.len()), Vec::new());
+    for id in ids {
+        if no_upper.contains(&id) {
+            continue;
+        }
+        match layers.get(&id) {
+            Some(u) => todo.push((id, u.upper_dir.clone())),
+            None => unknown.push(id),
+        }
+    }
+    (todo, unknown)
+}
+
 /// One pass of the writable-layer walker over every CRI container the view holds (nothing
 /// while it may not be served: the last sizes stay). New containers' upper directories are
-/// learned with one inspect each (again each pass for one whose inspect fails or names no
-/// upper directory); the walks then run on one blocking thread, one container after another
-/// (pausing as [`WALK_ENTRIES_PER_PAUSE`] says), each result stored as soon as it is known
-/// unless the container has left the view meanwhile. No Docker call when every container's
-/// directory is known, and no thread when there is nothing to walk.
+/// learned with one inspect each (again next pass for one whose inspect fails; once for one
+/// whose storage driver names no upper directory, remembered in `no_upper`); the walks then
+/// run on one blocking thread, one container after another (pausing as
+/// [`WALK_ENTRIES_PER_PAUSE`] says), each result stored as soon as it is known unless the
+/// container has left the view meanwhile. No Docker call when every container is known, and
+/// no thread when there is nothing to walk.
 async fn refresh_layers(
     docker: &dyn DockerApi,
     view: &Arc<View>,
     layers: &Arc<Mutex<HashMap<String, LayerUsage>>>,
+    no_upper: &mut HashSet<String>,
 ) {
     let Some(ids) = view.ids(TYPE_CONTAINER) else {
         return;
     };
-    // Under one lock: forget containers that have left, and split the rest into those whose
-    // upper directory is known and those to inspect.
     let (mut todo, unknown) = {
         let Ok(mut l) = layers.lock() else { return };
-        let live: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        l.retain(|k, _| live.contains(k.as_str()));
-        shrink_if_sparse(&mut l);
-        let (mut todo, mut unknown) = (Vec::with_capacity(ids.len()), Vec::new());
-        for id in ids {
-            match l.get(&id) {
-                Some(u) => todo.push((id, u.upper_dir.clone())),
-                None => unknown.push(id),
-            }
-        }
-        (todo, unknown)
+        split_pass(&mut l, no_upper, ids)
     };
     for id in unknown {
-        if let Ok(i) = docker.inspect_container(&id).await
-            && !i.upper_dir.is_empty()
-        {
-            todo.push((id, i.upper_dir));
+        match docker.inspect_container(&id).await {
+            Ok(i) if !i.upper_dir.is_empty() => todo.push((id, i.upper_dir)),
+            // A driver without an upper directory (btrfs, zfs, vfs …): nothing to walk, and
+            // nothing to ask again while the container lives.
+            Ok(_) => {
+                no_upper.insert(id);
+            }
+            Err(e) => tracing::debug!(container_id = %id, "writable layer: {e}"),
         }
     }
     if todo.is_empty() {
@@ -1242,5 +1263,28 @@ Inter-|   Receive                                                |  Transmit
         let (_, inodes, done) = walk_usage(t.path(), 3);
         assert!(!done);
         assert_eq!(inodes, 3);
+    }
+
+    #[test]
+    fn a_pass_walks_known_layers_inspects_new_ones_and_skips_those_without_one() {
+        let usage = |dir: &str| LayerUsage {
+            upper_dir: dir.into(),
+            ..Default::default()
+        };
+        let mut layers: HashMap<String, LayerUsage> = [
+            ("walked".to_string(), usage("/u/walked")),
+            ("gone".to_string(), usage("/u/gone")),
+        ]
+        .into();
+        let mut no_upper: HashSet<String> = ["btrfs".to_string(), "gone-too".to_string()].into();
+        let ids = ["walked", "btrfs", "new"].map(String::from).to_vec();
+        let (todo, unknown) = split_pass(&mut layers, &mut no_upper, ids);
+        assert_eq!(todo, vec![("walked".to_string(), "/u/walked".to_string())]);
+        // Only the container never seen is inspected; one known to have no upper directory is
+        // neither walked nor inspected again.
+        assert_eq!(unknown, vec!["new".to_string()]);
+        // Containers that left the view are forgotten in both.
+        assert_eq!(layers.keys().collect::<Vec<_>>(), vec!["walked"]);
+        assert_eq!(no_upper, HashSet::from(["btrfs".to_string()]));
     }
 }
